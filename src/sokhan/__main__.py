@@ -1,0 +1,5 @@
+import sys
+
+from sokhan.cli import main
+
+sys.exit(main())

@@ -1,0 +1,77 @@
+"""The Python API, mirroring the CLI for notebooks.
+
+    >>> from sokhan import LanguageModel
+    >>> lm = LanguageModel.load("runs/demo/pretrain")
+    >>> print(lm.generate("الا یا ایها الساقی", max_new_tokens=50, seed=0))
+    >>> for piece in lm.stream("دل"): print(piece, end="")
+    >>> lm.bits_per_char("متنی برای سنجش")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from sokhan.eval.bpc import bits_per_char, sequence_nll
+from sokhan.infer.sampling import SampleConfig, stream_text
+from sokhan.models import build_model
+from sokhan.models.config import ModelConfig
+from sokhan.text.normalize import NormalizerConfig, PersianNormalizer
+from sokhan.text.tokenizers import Tokenizer
+from sokhan.train.checkpoint import load_weights, read_config, resolve_model_dir
+from sokhan.train.engine import resolve_device
+
+
+@dataclass
+class LanguageModel:
+    """A trained model with its tokenizer and normalizer, ready to sample from and score text."""
+
+    model: nn.Module
+    tokenizer: Tokenizer
+    normalize: PersianNormalizer
+    config: dict[str, Any]
+    path: Path
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "auto") -> LanguageModel:
+        folder = resolve_model_dir(path)
+        config = read_config(folder)
+        model = build_model(ModelConfig.from_dict(config["model"]))
+        load_weights(model, folder)
+        model.to(resolve_device(device)).eval()
+        normalizer = PersianNormalizer(NormalizerConfig(**config.get("normalizer", {})))
+        return cls(model, Tokenizer.load(folder / "tokenizer.json"), normalizer, config, folder)
+
+    @property
+    def block_size(self) -> int:
+        return self.model.config.block_size
+
+    def encode_prompt(self, prompt: str) -> list[int]:
+        """<|bos|> + the normalized prompt, as documents began in training."""
+        return [self.tokenizer.bos_id] + self.tokenizer.encode(self.normalize(prompt)) if prompt else [self.tokenizer.bos_id]
+
+    def stream(self, prompt: str = "", **sample: Any) -> Iterator[str]:
+        return stream_text(self.model, self.tokenizer, self.encode_prompt(prompt), SampleConfig(**sample))
+
+    def generate(self, prompt: str = "", **sample: Any) -> str:
+        return "".join(self.stream(prompt, **sample))
+
+    def bits_per_char(self, text: str, stride: int | None = None) -> float:
+        """Bits per character of `text` (normalized as in training, scored as one document)."""
+        text = self.normalize(text)
+        ids = [self.tokenizer.bos_id] + self.tokenizer.encode(text) + [self.tokenizer.eos_id]
+        nll, _ = sequence_nll(self.model, ids, self.block_size, stride)
+        return bits_per_char(nll, len(text) + 1)  # +1: the end of the document, as in training
+
+    @torch.inference_mode()
+    def next_token_probs(self, prompt: str, k: int = 10) -> list[tuple[str, float]]:
+        ids = self.encode_prompt(prompt)[-self.block_size:]
+        device = next(self.model.parameters()).device
+        logits = self.model(torch.tensor([ids], device=device), last_only=True)[0][0, -1]
+        probs, top = torch.softmax(logits.float(), -1).topk(k)
+        return [(self.tokenizer.decode([int(i)]), float(p)) for p, i in zip(probs, top)]

@@ -1,0 +1,175 @@
+"""`sokhan` command line: subcommands follow the journey (prepare → pretrain → sample → eval).
+
+Every option of a config dataclass is a flag (`max_steps` → `--max-steps`), and `--config
+FILE.toml` loads a file first; flags typed on the command line win. Errors a user can
+cause print one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import typing
+from typing import Any
+
+from rich.console import Console
+
+from sokhan.errors import SokhanError
+
+console = Console(stderr=True)
+
+
+def add_config_flags(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()) -> None:
+    """One flag per dataclass field; default None so we know which ones the user typed."""
+    group = parser.add_argument_group(f"{cls.__name__} options")
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        if hints[f.name] is bool:
+            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None,
+                               help=f"(default: {default})")
+        elif typing.get_origin(hints[f.name]) is list:
+            group.add_argument(flag, dest=f.name, action="append", default=None, metavar="TEXT",
+                               help="repeatable")
+        else:
+            group.add_argument(flag, dest=f.name, default=None, metavar=getattr(hints[f.name], "__name__", "VALUE").upper(),
+                               help=f"(default: {default})")
+
+
+def given(args: argparse.Namespace, cls: type) -> dict[str, Any]:
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
+            if getattr(args, f.name, None) is not None}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from sokhan.data.prepare import PrepareConfig
+    from sokhan.demo import DemoConfig
+    from sokhan.infer.sampling import SampleConfig
+    from sokhan.models.config import ModelConfig
+    from sokhan.train.engine import TrainConfig
+
+    parser = argparse.ArgumentParser(prog="sokhan", description="A Persian-first workbench for language models.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("demo", help="the whole story on the embedded Hafez corpus: prepare → pretrain → sample")
+    add_config_flags(p, DemoConfig)
+
+    p = sub.add_parser("prepare", help="normalize a corpus, train a tokenizer, write token shards")
+    p.add_argument("--config", help="TOML file with a [prepare] table")
+    add_config_flags(p, PrepareConfig)
+
+    p = sub.add_parser("pretrain", help="train a language model on prepared data")
+    p.add_argument("--config", help="TOML file with [train] and [model] tables")
+    add_config_flags(p, TrainConfig)
+    add_config_flags(p, ModelConfig)
+
+    p = sub.add_parser("sample", help="generate text from a trained model (streams to the terminal)")
+    p.add_argument("model", help="model or run folder")
+    p.add_argument("--prompt", default="", help="text to continue")
+    p.add_argument("--num-samples", type=int, default=1)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--config", help="TOML file with a [sample] table")
+    add_config_flags(p, SampleConfig)
+
+    p = sub.add_parser("eval", help="bits per character of a text file under a model")
+    p.add_argument("model", help="model or run folder")
+    p.add_argument("file", help="UTF-8 text file")
+    p.add_argument("--stride", type=int, default=None, help="sliding-window stride in tokens (default: block/2)")
+    p.add_argument("--device", default="auto")
+    return parser
+
+
+def cmd_prepare(args: argparse.Namespace) -> None:
+    from sokhan.config import load_config
+    from sokhan.data.prepare import PrepareConfig, prepare
+
+    cfg = load_config(PrepareConfig, args.config, given(args, PrepareConfig))
+    out = prepare(cfg)
+    console.print(f"prepared data in {out}")
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    from sokhan.config import coerce, load_config, read_section
+    from sokhan.models.config import ModelConfig
+    from sokhan.train.engine import TrainConfig
+    from sokhan.train.pretrain import pretrain
+
+    cfg = load_config(TrainConfig, args.config, given(args, TrainConfig))
+    model_overrides = read_section(args.config, ModelConfig.section) if args.config else {}
+    model_overrides.update(given(args, ModelConfig))
+    names = {f.name for f in dataclasses.fields(ModelConfig)}
+    model_overrides = {k: coerce(ModelConfig, k, v) for k, v in model_overrides.items() if k in names}
+    result = pretrain(cfg, model_overrides, console)
+    if result.interrupted:
+        console.print(f"stopped at step {result.step}; continue with: sokhan pretrain --out-dir {cfg.out_dir} --resume")
+        return 130
+    console.print(f"done: {result.step} steps, {result.tokens:,} tokens in {result.elapsed:.0f}s; model in {result.run_dir}")
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> None:
+    from sokhan.api import LanguageModel
+    from sokhan.config import load_config
+    from sokhan.infer.sampling import SampleConfig
+
+    cfg = load_config(SampleConfig, args.config, given(args, SampleConfig))
+    lm = LanguageModel.load(args.model, device=args.device)
+    out = sys.stdout
+    for i in range(args.num_samples):
+        sample_cfg = dataclasses.replace(cfg, seed=None if cfg.seed is None else cfg.seed + i)
+        if args.num_samples > 1:
+            out.write(f"--- sample {i + 1}\n")
+        out.write(args.prompt)
+        for piece in lm.stream(args.prompt, **dataclasses.asdict(sample_cfg)):
+            out.write(piece)
+            out.flush()
+        out.write("\n")
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from sokhan.api import LanguageModel
+
+    path = Path(args.file)
+    if not path.is_file():
+        raise SokhanError(f"no such file: {path}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise SokhanError(f"{path} is not valid UTF-8 (byte {e.start})") from None
+    if not text.strip():
+        raise SokhanError(f"{path} is empty")
+    lm = LanguageModel.load(args.model, device=args.device)
+    bpc = lm.bits_per_char(text, stride=args.stride)
+    print(f"{bpc:.4f} bits/char  ({path}, {len(text):,} characters, model {lm.path})")
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from sokhan.config import load_config
+    from sokhan.demo import DemoConfig, run_demo
+
+    run_demo(load_config(DemoConfig, None, given(args, DemoConfig)), console)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handlers = {"prepare": cmd_prepare, "pretrain": cmd_pretrain, "sample": cmd_sample, "eval": cmd_eval,
+                "demo": cmd_demo}
+    try:
+        return handlers[args.command](args) or 0
+    except SokhanError as e:
+        console.print(f"[red]error:[/] {e}", highlight=False, soft_wrap=True)
+        return 2
+    except KeyboardInterrupt:
+        console.print("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,280 @@
+"""`sokhan prepare`: a corpus -> normalized, split, tokenized `train.bin` / `val.bin`.
+
+Pipeline (everything streams; neither the corpus nor its token ids are ever held whole):
+
+1. read raw documents (`sokhan.data.sources.iter_documents`) and normalize each one
+   (`PersianNormalizer`); whitespace-only documents are dropped;
+2. split by *document*, deterministically: blake2b(seed, normalized text) -> a number in
+   [0, 1); below `val_fraction` goes to val. Identical documents land in the same split, so
+   no text is in both. (Python's `hash()` is randomized per process, so it is not used.)
+   The normalized documents are cached in two temporary JSONL files as they go by, so the
+   source is read once (a streamed hub dataset is downloaded once);
+3. train the tokenizer on the train documents only (val stays unseen, for honest eval);
+4. encode in batches of `ENCODE_BATCH` documents, each as ``[bos] + ids + [eos]``, appending
+   to `train.bin` / `val.bin`: raw little-endian uint16 (uint32 if the vocabulary does not
+   fit) arrays, readable with `np.memmap` (see `sokhan.data.shards`);
+5. write `tokenizer.json` and, last, `meta.json`.
+
+Outputs are built in a temporary folder inside `out_dir` and moved into place only when all
+of them are complete; the old `meta.json` is removed first and the new one moved in last, so
+a failed or interrupted prepare never leaves a dataset that looks complete (and a failure
+before the final moves leaves the previous dataset untouched). Other files in `out_dir` are
+left alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, ClassVar
+
+import numpy as np
+
+from sokhan.data.sources import iter_documents
+from sokhan.errors import SokhanError
+from sokhan.text.normalize import NormalizerConfig, PersianNormalizer
+from sokhan.text.tokenizers import Tokenizer, train_tokenizer
+
+FORMAT = 1
+ENCODE_BATCH = 512          # documents per encode_batch call
+UINT16_MAX_VOCAB = 65535    # vocab sizes up to this are stored as uint16, larger as uint32
+MIN_VAL_DOCUMENTS = 2
+MIN_VAL_TOKENS = 64
+TOKENIZER_KINDS = ("bpe", "char")
+SPLITS = ("train", "val")
+
+
+@dataclass
+class PrepareConfig:
+    section: ClassVar[str] = "prepare"
+    source: str = "hafez"
+    out_dir: str = "runs/data/hafez"
+    tokenizer: str = "bpe"        # "bpe" | "char"
+    vocab_size: int = 4096        # bpe only
+    val_fraction: float = 0.05
+    seed: int = 1337              # for the split hash
+    text_field: str = "text"
+    doc_split: str = "blank-line"
+    on_decode_error: str = "fail"
+    # normalizer options, passed to NormalizerConfig
+    digits: str = "persian"
+    remove_diacritics: bool = False
+    join_affixes: bool = True
+
+    def normalizer_config(self) -> NormalizerConfig:
+        return NormalizerConfig(digits=self.digits, remove_diacritics=self.remove_diacritics,
+                                join_affixes=self.join_affixes)
+
+
+def token_dtype(vocab_size: int) -> np.dtype:
+    """The on-disk dtype for token ids: little-endian uint16 when every id fits, else uint32."""
+    return np.dtype("<u2") if vocab_size <= UINT16_MAX_VOCAB else np.dtype("<u4")
+
+
+def dtype_name(dtype: np.dtype) -> str:
+    return np.dtype(dtype).name  # "uint16" / "uint32" (byte order is always little-endian on disk)
+
+
+def split_of(text: str, seed: int, val_fraction: float) -> str:
+    """'train' or 'val' for a normalized document: stable across runs, machines, Python versions."""
+    h = hashlib.blake2b(f"{seed}\x00".encode() + text.encode("utf-8"), digest_size=8).digest()
+    return "val" if int.from_bytes(h, "little") / 2.0**64 < val_fraction else "train"
+
+
+def check_config(cfg: PrepareConfig) -> None:
+    if cfg.tokenizer not in TOKENIZER_KINDS:
+        raise SokhanError(f"unknown tokenizer kind '{cfg.tokenizer}' (choose {' or '.join(TOKENIZER_KINDS)})")
+    if not (0.0 < cfg.val_fraction <= 0.5):
+        raise SokhanError(f"val_fraction must be in (0, 0.5], got {cfg.val_fraction}")
+    if cfg.tokenizer == "bpe" and cfg.vocab_size <= 0:
+        raise SokhanError(f"vocab_size must be positive, got {cfg.vocab_size}")
+
+
+def prepare(cfg: PrepareConfig, progress: bool = True) -> Path:
+    """Run the pipeline of the module docstring; returns `out_dir`."""
+    check_config(cfg)
+    normalizer = PersianNormalizer(cfg.normalizer_config())
+    raw_docs = iter_documents(cfg.source, text_field=cfg.text_field, doc_split=cfg.doc_split,
+                              on_decode_error=cfg.on_decode_error)  # checks the source now
+    out = Path(cfg.out_dir)
+    if out.exists() and not out.is_dir():
+        raise SokhanError(f"out_dir {out} exists and is not a folder")
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".prepare-", dir=out))
+    try:
+        with _Progress(progress) as bar:
+            _build(cfg, normalizer, raw_docs, tmp, bar)
+        _install(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+    return out
+
+
+def _build(cfg: PrepareConfig, normalizer: PersianNormalizer, raw_docs: Iterator[str], tmp: Path,
+           bar: _Progress) -> dict:
+    # ---- pass 1: normalize, split, cache; the train documents stream into the tokenizer trainer
+    counts = {s: 0 for s in SPLITS}
+    caches = {s: tmp / f"{s}.docs.jsonl" for s in SPLITS}
+    task = bar.add("reading + training tokenizer")
+    with open(caches["train"], "w", encoding="utf-8") as ftrain, open(caches["val"], "w", encoding="utf-8") as fval:
+        files: dict[str, IO[str]] = {"train": ftrain, "val": fval}
+
+        def train_docs() -> Iterator[str]:
+            for raw in raw_docs:
+                doc = normalizer(raw).strip()
+                if not doc:
+                    continue
+                split = split_of(doc, cfg.seed, cfg.val_fraction)
+                files[split].write(json.dumps(doc, ensure_ascii=False) + "\n")
+                counts[split] += 1
+                bar.advance(task)
+                if split == "train":
+                    yield doc
+
+        stream = train_docs()
+        tok = train_tokenizer(cfg.tokenizer, stream, cfg.vocab_size)
+        for _ in stream:  # the trainers consume everything; this makes sure of it
+            pass
+    bar.finish(task)
+    _check_counts(cfg, counts)
+
+    # ---- pass 2: encode the cached documents, append ids chunk by chunk
+    dtype = token_dtype(tok.vocab_size)
+    splits = {}
+    for split in SPLITS:
+        task = bar.add(f"encoding {split}", total=counts[split])
+        splits[split] = _encode_split(tok, caches[split], tmp / f"{split}.bin", dtype, lambda n, t=task: bar.advance(t, n))
+        caches[split].unlink()
+    _check_val(cfg, splits["val"])
+
+    tok.save(tmp / "tokenizer.json")
+    meta = {
+        "format": FORMAT,
+        "dtype": dtype_name(dtype),
+        "vocab_size": tok.vocab_size,
+        "tokenizer": cfg.tokenizer,
+        "normalizer": {"digits": cfg.digits, "remove_diacritics": cfg.remove_diacritics,
+                       "join_affixes": cfg.join_affixes},
+        "source": cfg.source,
+        "bos_id": tok.bos_id,
+        "eos_id": tok.eos_id,
+        "pad_id": tok.pad_id,
+        # chars = sum over documents of len(normalized document) + 1: the +1 is the document
+        # boundary, which the model predicts as the eos token, counted as one character. Then
+        # bits per character = (total nats over the split) / ln 2 / chars.
+        "splits": splits,
+        "val_fraction": cfg.val_fraction,
+        "seed": cfg.seed,
+    }
+    (tmp / "meta.json").write_text(json.dumps(meta, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    return meta
+
+
+def _check_counts(cfg: PrepareConfig, counts: dict[str, int]) -> None:
+    total = counts["train"] + counts["val"]
+    if total == 0:
+        raise SokhanError(f"empty corpus: source '{cfg.source}' has no non-empty document after normalization")
+    if counts["train"] == 0:
+        raise SokhanError(f"train split is empty ({total} document(s), all in val); add data or lower --val-fraction")
+    if counts["val"] < MIN_VAL_DOCUMENTS:
+        raise SokhanError(f"val split has {counts['val']} document(s) of {total}, need at least {MIN_VAL_DOCUMENTS}; "
+                          f"raise --val-fraction (now {cfg.val_fraction}) or add data")
+
+
+def _check_val(cfg: PrepareConfig, val: dict[str, int]) -> None:
+    if val["tokens"] < MIN_VAL_TOKENS:
+        raise SokhanError(f"val split has {val['tokens']} tokens, need at least {MIN_VAL_TOKENS}; "
+                          f"raise --val-fraction (now {cfg.val_fraction}) or add data")
+
+
+def _read_cache(path: Path) -> Iterator[str]:
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            yield json.loads(line)
+
+
+def _encode_split(tok: Tokenizer, cache: Path, out: Path, dtype: np.dtype, advance) -> dict[str, int]:
+    stats = {"documents": 0, "tokens": 0, "chars": 0}
+    with open(out, "wb") as f:
+        batch: list[str] = []
+
+        def flush() -> None:
+            if not batch:
+                return
+            flat: list[int] = []
+            for ids in tok.encode_batch(batch):
+                flat.append(tok.bos_id)
+                flat.extend(ids)
+                flat.append(tok.eos_id)
+            arr = np.asarray(flat, dtype=dtype)
+            f.write(arr.tobytes())
+            stats["documents"] += len(batch)
+            stats["tokens"] += int(arr.size)
+            stats["chars"] += sum(len(d) + 1 for d in batch)  # +1: the boundary (eos), see meta
+            advance(len(batch))
+            batch.clear()
+
+        for doc in _read_cache(cache):
+            batch.append(doc)
+            if len(batch) >= ENCODE_BATCH:
+                flush()
+        flush()
+        f.flush()
+        os.fsync(f.fileno())
+    return stats
+
+
+def _install(tmp: Path, out: Path) -> None:
+    """Move the finished files from `tmp` into `out`; meta.json is removed first, written last."""
+    meta = out / "meta.json"
+    if meta.exists():
+        meta.unlink()
+    for name in ("train.bin", "val.bin", "tokenizer.json"):
+        os.replace(tmp / name, out / name)
+    os.replace(tmp / "meta.json", meta)
+
+
+class _Progress:
+    """A rich progress display on stderr (spinner + count; a bar once the total is known), or nothing."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.progress = None
+
+    def __enter__(self) -> _Progress:
+        from rich.console import Console
+        console = Console(stderr=True)
+        if self.enabled and console.is_terminal:  # no bar in logs and pipes
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
+                                       TimeElapsedColumn)
+            self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                                     MofNCompleteColumn(), TextColumn("documents"), TimeElapsedColumn(),
+                                     console=console, transient=False)
+            self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.progress is not None:
+            self.progress.__exit__(*exc)
+
+    def add(self, description: str, total: int | None = None):
+        return self.progress.add_task(description, total=total) if self.progress is not None else None
+
+    def advance(self, task, n: int = 1) -> None:
+        if self.progress is not None:
+            self.progress.advance(task, n)
+
+    def finish(self, task) -> None:
+        """Turn a count-only task (total unknown) into a full bar."""
+        if self.progress is not None:
+            done = self.progress.tasks[self.progress.task_ids.index(task)].completed
+            self.progress.update(task, total=done, completed=done)

@@ -1,0 +1,385 @@
+"""Where documents come from: one source spec string -> a stream of raw documents.
+
+`iter_documents(spec)` understands:
+
+* ``hafez`` — the Divan of Hafez shipped by the pip package ``hafez`` (495 ghazals, each
+  with a short interpretation); the default corpus.
+* ``fatol-hafez`` — the diacritized Divan shipped by the pip package ``fatol-hafez``.
+* a ``.txt`` / ``.md`` (or any other non-JSONL) file, split into documents by ``doc_split``;
+* a ``.jsonl`` file: one JSON object per line, its ``text_field`` string is a document;
+* a folder: every ``*.txt``, ``*.md``, ``*.jsonl`` under it, recursively, sorted by path;
+* ``hf:NAME_OR_PATH[:SPLIT]`` — a Hugging Face dataset (a local ``save_to_disk`` folder, or a
+  hub name loaded with ``streaming=True``);
+* several of the above joined with commas, concatenated in order (``hafez,fatol-hafez``).
+
+The embedded names win over paths: a folder called ``hafez`` in the working directory is
+reached as ``./hafez``.
+
+Documents are *raw*: normalization is `sokhan.data.prepare`'s job. Whitespace-only
+documents are never yielded. User files are streamed line by line (never read whole), and
+the returned iterator can be obtained again by calling `iter_documents` again.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import unicodedata
+import warnings
+from collections import defaultdict
+from collections.abc import Iterator
+from functools import lru_cache
+from pathlib import Path
+
+from sokhan.errors import SokhanError
+
+EMBEDDED = ("hafez", "fatol-hafez")
+DOC_SPLITS = ("blank-line", "line", "file")
+DECODE_ERROR_MODES = ("fail", "skip")
+TEXT_SUFFIXES = (".txt", ".md")
+JSONL_SUFFIXES = (".jsonl", ".ndjson")
+FOLDER_SUFFIXES = (".txt", ".md", ".jsonl")
+VALID_FORMS = ("hafez, fatol-hafez, a .txt/.md/.jsonl file, a folder of them, hf:NAME_OR_PATH[:SPLIT], "
+               "or several joined with commas")
+
+# fatol-hafez: couplets are grouped into this many per document when they cannot be aligned
+# with hafez.json's ghazals (about the median ghazal length).
+FALLBACK_COUPLETS_PER_DOC = 8
+# ...and alignment is trusted only if at least this fraction of couplets was found in hafez.json.
+MIN_ALIGNED_FRACTION = 0.9
+
+
+class CorpusWarning(UserWarning):
+    """Something in the corpus was skipped (e.g. undecodable lines with on_decode_error='skip')."""
+
+
+def iter_documents(source: str, *, text_field: str = "text", doc_split: str = "blank-line",
+                   on_decode_error: str = "fail") -> Iterator[str]:
+    """Yield the raw documents of `source` (see the module docstring for the spec forms).
+
+    The spec and options are checked now (a missing path or an unknown name raises
+    `SokhanError` at the call, not at the first `next()`); the documents are then read
+    lazily. Call again to read the corpus again.
+    """
+    if doc_split not in DOC_SPLITS:
+        raise SokhanError(f"unknown doc_split '{doc_split}' (choose {', '.join(DOC_SPLITS)})")
+    if on_decode_error not in DECODE_ERROR_MODES:
+        raise SokhanError(f"unknown on_decode_error '{on_decode_error}' (choose {', '.join(DECODE_ERROR_MODES)})")
+    parts = [p.strip() for p in str(source).split(",")]
+    if not any(parts):
+        raise SokhanError(f"empty source; valid forms: {VALID_FORMS}")
+    readers = [_resolve(p, text_field, doc_split, on_decode_error) for p in parts if p]
+    return _chain(readers)
+
+
+def _chain(readers) -> Iterator[str]:
+    for make in readers:
+        for doc in make():
+            if doc.strip():
+                yield doc
+
+
+def _resolve(spec: str, text_field: str, doc_split: str, on_decode_error: str):
+    """Check one spec and return a zero-argument function that yields its documents."""
+    if spec == "hafez":
+        path = _package_file("hafez", "data/hafez.json")
+        return lambda: _iter_hafez_json(path)
+    if spec == "fatol-hafez":
+        path = _package_file("fatol_hafez", "ghazals.txt")
+        return lambda: _iter_fatol_hafez(path)
+    if spec.startswith("hf:"):
+        return _resolve_hf(spec[3:], text_field)
+    p = Path(spec).expanduser()
+    if p.is_dir():
+        files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in FOLDER_SUFFIXES)
+        if not files:
+            raise SokhanError(f"folder {spec} has no .txt, .md or .jsonl files")
+        return lambda: (d for f in files for d in _iter_file(f, text_field, doc_split, on_decode_error))
+    if p.is_file():
+        return lambda: _iter_file(p, text_field, doc_split, on_decode_error)
+    if p.exists():
+        raise SokhanError(f"not a regular file or folder: {spec}")
+    if "/" in spec or "\\" in spec or p.suffix:
+        raise SokhanError(f"no such file or folder: {spec}")
+    raise SokhanError(f"no such file or folder, and not a known source: '{spec}'; valid forms: {VALID_FORMS}")
+
+
+# --------------------------------------------------------------------------- files
+
+def _iter_file(path: Path, text_field: str, doc_split: str, on_decode_error: str) -> Iterator[str]:
+    lines = _iter_lines(path, on_decode_error)
+    if path.suffix.lower() in JSONL_SUFFIXES:
+        yield from _iter_jsonl(path, lines, text_field)
+        return
+    if doc_split == "line":
+        for _, line in lines:
+            if line.strip():
+                yield line
+    elif doc_split == "file":
+        doc = "\n".join(line for _, line in lines)
+        if doc.strip():
+            yield doc
+    else:  # blank-line: one or more whitespace-only lines end a document
+        buf: list[str] = []
+        for _, line in lines:
+            if line.strip():
+                buf.append(line)
+            elif buf:
+                yield "\n".join(buf)
+                buf = []
+        if buf:
+            yield "\n".join(buf)
+
+
+def _iter_lines(path: Path, on_decode_error: str) -> Iterator[tuple[int, str]]:
+    """(line number, line without its line ending), decoding UTF-8 one line at a time.
+
+    An undecodable line raises `SokhanError` naming file:line in 'fail' mode; in 'skip'
+    mode it is dropped and one warning per file (first bad line + count) is issued at the end.
+    """
+    bad_first, bad_count = 0, 0
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):  # UTF-8 byte order mark
+                raw = raw[3:]
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                if on_decode_error == "fail":
+                    raise SokhanError(f"{path}:{lineno}: not valid UTF-8 ({e.reason} at byte {e.start}); "
+                                      f"fix the file or use --on-decode-error skip") from None
+                bad_count += 1
+                bad_first = bad_first or lineno
+                continue
+            yield lineno, line.rstrip("\r\n")
+    if bad_count:
+        # The default warnings filter shows an identical message once, so reading the same
+        # corpus twice in one process does not repeat it.
+        warnings.warn(f"{path}:{bad_first}: skipped {bad_count} line(s) that are not valid UTF-8 "
+                      f"(first at line {bad_first})", CorpusWarning, stacklevel=1)
+
+
+def _iter_jsonl(path: Path, lines: Iterator[tuple[int, str]], text_field: str) -> Iterator[str]:
+    for lineno, line in lines:
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise SokhanError(f"{path}:{lineno}: not valid JSON ({e.msg} at column {e.colno})") from None
+        if not isinstance(obj, dict):
+            raise SokhanError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+        if text_field not in obj:
+            keys = ", ".join(sorted(map(str, obj))) or "none"
+            raise SokhanError(f"{path}:{lineno}: no field '{text_field}' (fields: {keys}); "
+                              f"choose one with --text-field")
+        value = obj[text_field]
+        if not isinstance(value, str):
+            raise SokhanError(f"{path}:{lineno}: field '{text_field}' is {type(value).__name__}, not a string")
+        yield value
+
+
+# --------------------------------------------------------------------------- Hugging Face
+
+def _resolve_hf(rest: str, text_field: str):
+    if not rest:
+        raise SokhanError("hf: needs a dataset name or a save_to_disk folder: hf:NAME_OR_PATH[:SPLIT]")
+    if Path(rest).expanduser().exists():
+        name, split = rest, "train"
+    else:
+        name, _, split = rest.partition(":")
+        split = split or "train"
+    local = Path(name).expanduser()
+    if local.exists() and not local.is_dir():
+        raise SokhanError(f"hf:{name}: not a folder made by save_to_disk")
+    if local.is_dir() and not any((local / f).is_file() for f in ("dataset_dict.json", "dataset_info.json",
+                                                                    "state.json")):
+        raise SokhanError(f"hf:{name}: folder is not a saved Hugging Face dataset (made by save_to_disk)")
+    return lambda: _iter_hf(name, split, text_field)
+
+
+def _iter_hf(name: str, split: str, text_field: str) -> Iterator[str]:
+    import datasets  # slow to import: only when a hf: source is actually read
+
+    label = f"hf:{name}"
+    local = Path(name).expanduser()
+    if local.is_dir():
+        try:
+            ds = datasets.load_from_disk(str(local))
+        except Exception as e:  # noqa: BLE001 - the library raises many kinds
+            raise SokhanError(f"{label}: cannot load dataset ({_first_line(e)})") from None
+        if isinstance(ds, datasets.DatasetDict):
+            if split not in ds:
+                raise SokhanError(f"{label}: no split '{split}' (splits: {', '.join(ds)})")
+            ds = ds[split]
+    else:
+        try:
+            ds = datasets.load_dataset(name, split=split, streaming=True)
+        except Exception as e:  # noqa: BLE001 - network, missing dataset, bad split...
+            raise SokhanError(f"{label}:{split}: cannot load dataset ({_first_line(e)})") from None
+    columns = getattr(ds, "column_names", None)
+    if columns is not None and text_field not in columns:
+        raise SokhanError(f"{label}: no column '{text_field}' (columns: {', '.join(columns)}); "
+                          f"choose one with --text-field")
+    if isinstance(ds, datasets.Dataset):  # in memory / memory-mapped: read the column in batches
+        rows = (t for batch in ds.select_columns([text_field]).iter(batch_size=1000) for t in batch[text_field])
+    else:
+        rows = (row.get(text_field) for row in ds)
+    for i, value in enumerate(rows):
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise SokhanError(f"{label}: row {i}: column '{text_field}' is {type(value).__name__}, not a string")
+        yield value
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__
+
+
+# --------------------------------------------------------------------------- embedded Hafez
+
+def _package_file(package: str, relative: str) -> Path:
+    """A data file inside an installed package, found without importing the package.
+
+    (`hafez/__init__` imports requests and pandas; we only want its JSON.)
+    """
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        pip_name = package.replace("_", "-")
+        raise SokhanError(f"the embedded corpus needs the '{pip_name}' package: pip install {pip_name}")
+    for location in spec.submodule_search_locations:
+        path = Path(location) / relative
+        if path.is_file():
+            return path
+    raise SokhanError(f"package '{package}' is installed but lacks {relative}; reinstall it")
+
+
+def _load_hafez_json(path: Path) -> list[dict]:
+    # 2.4 MB, shipped with the package: loading it whole is fine (user corpora are streamed).
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise SokhanError(f"{path}: cannot read the embedded Hafez corpus ({_first_line(e)})") from None
+    if not isinstance(data, list):
+        raise SokhanError(f"{path}: unexpected format (expected a list of ghazals)")
+    return [g for g in data if isinstance(g, dict) and isinstance(g.get("poem"), list)]
+
+
+def _iter_hafez_json(path: Path) -> Iterator[str]:
+    """One document per ghazal.
+
+    Layout: one hemistich per line, a blank line between couplets, then a blank line and the
+    interpretation (and the alternative interpretation, if different) as paragraphs. This is
+    exactly the layout of ``fatol-hafez``'s text, so the two embedded corpora (and a combined
+    ``hafez,fatol-hafez``) look alike to a model and to a reader, and samples come out laid
+    out like a printed Divan. (It also means that such a document written to a .txt file
+    must be read back with doc_split='file', not 'blank-line'.)
+    """
+    for ghazal in _load_hafez_json(path):
+        hemistichs = [h.strip() for h in ghazal["poem"] if isinstance(h, str) and h.strip()]
+        couplets = ["\n".join(hemistichs[i:i + 2]) for i in range(0, len(hemistichs), 2)]
+        paragraphs = list(couplets)
+        seen = set()
+        for key in ("interpretation", "alt_interpretation"):
+            text = ghazal.get(key)
+            if isinstance(text, str) and text.strip() and text.strip() not in seen:
+                seen.add(text.strip())
+                paragraphs.append(text.strip())
+        if couplets:
+            yield "\n\n".join(paragraphs)
+
+
+_ARABIC_VARIANTS = str.maketrans({"ي": "ی", "ى": "ی", "ئ": "ی", "ك": "ک", "ة": "ه", "ۀ": "ه", "أ": "ا",
+                                  "إ": "ا", "آ": "ا", "ٱ": "ا", "ؤ": "و", "ـ": None})
+
+
+def _match_key(text: str) -> str:
+    """Letters only, without diacritics, Arabic letter variants folded to Persian ones.
+
+    Robust to the differences between the two editions: diacritics (fatol-hafez has them),
+    ZWNJ vs space ('دل‌ها' vs 'دل ها'), punctuation, alef-madda, hamza forms.
+    """
+    text = unicodedata.normalize("NFKD", text)
+    text = "".join(c for c in text if not unicodedata.combining(c)).translate(_ARABIC_VARIANTS)
+    return "".join(c for c in text if unicodedata.category(c).startswith("L"))
+
+
+def _read_couplets(path: Path) -> list[list[str]]:
+    # 0.5 MB, shipped with the package: read whole.
+    text = path.read_text(encoding="utf-8").replace("\r\n", "\n")
+    blocks = re.split(r"\n[ \t]*\n", text)
+    return [lines for b in blocks if (lines := [ln.strip() for ln in b.splitlines() if ln.strip()])]
+
+
+@lru_cache(maxsize=2)
+def _fatol_groups(path: Path, hafez_path: Path | None) -> tuple[tuple[int, ...], ...]:
+    """Couplet indices of fatol-hafez grouped into ghazals (see `_iter_fatol_hafez`)."""
+    couplets = _read_couplets(path)
+    if hafez_path is not None:
+        groups = _align_with_hafez(couplets, _load_hafez_json(hafez_path))
+        if groups is not None:
+            return groups
+    return tuple(tuple(range(i, min(i + FALLBACK_COUPLETS_PER_DOC, len(couplets))))
+                 for i in range(0, len(couplets), FALLBACK_COUPLETS_PER_DOC))
+
+
+def _align_with_hafez(couplets: list[list[str]], ghazals: list[dict]) -> tuple[tuple[int, ...], ...] | None:
+    # Every hemistich of hafez.json -> the (ghazal, couplet) positions where it occurs.
+    where: dict[str, set[tuple[int, int]]] = defaultdict(set)
+    for g, ghazal in enumerate(ghazals):
+        poem = [h for h in ghazal["poem"] if isinstance(h, str)]
+        for i, hemistich in enumerate(poem):
+            if key := _match_key(hemistich):
+                where[key].add((g, i // 2))
+    groups: list[list[int]] = []
+    current, last = None, -1
+    matched = 0
+    for j, lines in enumerate(couplets):
+        cands: set[tuple[int, int]] = set()
+        for line in lines[:2]:
+            cands |= where.get(_match_key(line), set())
+        matched += bool(cands)
+        starts = sorted(g for g, c in cands if c == 0 and g != current)
+        if current is not None and (current, last + 1) in cands:
+            last += 1  # the next couplet of the current ghazal
+        elif starts:
+            current, last = starts[0], 0  # the first couplet of another ghazal
+            groups.append([])
+        elif cands and current not in {g for g, _ in cands}:
+            current, last = min(cands)  # another ghazal whose first couplet is missing here
+            groups.append([])
+        elif not groups:
+            groups.append([])  # unmatched text before any ghazal start
+        # else: an unmatched or reordered couplet stays in the current ghazal
+        groups[-1].append(j)
+    if not couplets or matched < MIN_ALIGNED_FRACTION * len(couplets):
+        return None
+    return tuple(tuple(g) for g in groups if g)
+
+
+def _iter_fatol_hafez(path: Path) -> Iterator[str]:
+    """One document per ghazal, in the layout of the file (a hemistich per line, blank line
+    between couplets).
+
+    ``ghazals.txt`` is a flat run of couplets with no ghazal boundaries. We recover them by
+    aligning with ``hafez.json`` (a different edition, without diacritics): every hemistich
+    there is reduced to a letters-only key (diacritics, ZWNJ/space, punctuation and Arabic
+    letter variants removed), and walking the couplets in order, a couplet starts a new
+    document when it is the first couplet of a ghazal (or belongs to a different ghazal than
+    the one being read); couplets that match nothing stay in the current ghazal. With
+    hafez 0.4 / fatol-hafez 0.1.2 this recovers all 495 ghazals (one of them a couplet
+    shorter than in hafez.json; the file orders ghazals 352-418 differently, which is
+    harmless since each document is found by its own first couplet). If ``hafez`` is not
+    installed, or fewer than 90 % of couplets can be found in it (a future edition), the
+    couplets are grouped in fixed runs of 8 (about the median ghazal) instead.
+    """
+    try:
+        hafez_path: Path | None = _package_file("hafez", "data/hafez.json")
+    except SokhanError:
+        hafez_path = None
+    couplets = _read_couplets(path)
+    for group in _fatol_groups(path, hafez_path):
+        yield "\n\n".join("\n".join(couplets[i]) for i in group)

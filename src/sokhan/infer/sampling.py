@@ -1,0 +1,141 @@
+"""Sampling from a causal language model: KV cache, temperature, top-k, top-p, stop strings, streaming.
+
+`generate_ids` yields token ids one at a time; `stream_text` turns them into text pieces
+that are safe to print (never half a UTF-8 character, never part of a stop string).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from sokhan.errors import SokhanError
+from sokhan.text.tokenizers import Tokenizer
+
+
+@dataclass
+class SampleConfig:
+    section: ClassVar[str] = "sample"
+
+    max_new_tokens: int = 200
+    temperature: float = 0.8   # 0 = greedy
+    top_k: int = 0             # 0 = off
+    top_p: float = 1.0         # nucleus sampling; 1 = off
+    seed: int | None = None
+    stop: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.temperature < 0:
+            raise SokhanError("temperature must be ≥ 0")
+        if not 0 < self.top_p <= 1:
+            raise SokhanError("top_p must be in (0, 1]")
+        if self.top_k < 0 or self.max_new_tokens < 0:
+            raise SokhanError("top_k and max_new_tokens must be ≥ 0")
+
+
+def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
+    """Set to −∞ everything outside the top-k tokens and outside the smallest set with mass ≥ top_p."""
+    if top_k > 0 and top_k < logits.size(-1):
+        kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+        cumulative = torch.softmax(sorted_logits, dim=-1).cumsum(dim=-1)
+        remove = cumulative - torch.softmax(sorted_logits, dim=-1) >= top_p  # keep the token that crosses top_p
+        logits = logits.masked_fill(torch.zeros_like(remove).scatter(-1, order, remove), float("-inf"))
+    return logits
+
+
+def next_token(logits: torch.Tensor, cfg: SampleConfig, generator: torch.Generator | None) -> torch.Tensor:
+    """logits: (B, V) → (B, 1) token ids."""
+    if cfg.temperature == 0:
+        return logits.argmax(dim=-1, keepdim=True)
+    probs = torch.softmax(filter_logits(logits.float() / cfg.temperature, cfg.top_k, cfg.top_p), dim=-1)
+    return torch.multinomial(probs, 1, generator=generator)
+
+
+@torch.inference_mode()
+def generate_ids(model: nn.Module, prompt: list[int], cfg: SampleConfig, stop_ids: set[int] = frozenset(),
+                 ) -> Iterator[int]:
+    """Yield up to `max_new_tokens` sampled ids after `prompt`, stopping after any of `stop_ids`.
+
+    Keys and values are cached, so each new token costs one position of attention per layer.
+    When the context window is full, the cache is rebuilt from the most recent half window.
+    """
+    if not prompt:
+        raise SokhanError("the prompt must have at least one token")
+    block = model.config.block_size
+    device = next(model.parameters()).device
+    generator = None
+    if cfg.seed is not None:
+        generator = torch.Generator(device=device).manual_seed(cfg.seed)
+    tokens = list(prompt)
+    window = tokens[-block:]
+    cache = model.new_cache(1)
+    logits = model(torch.tensor([window], device=device), cache=cache, last_only=True)[0]
+    for _ in range(cfg.max_new_tokens):
+        tok = next_token(logits[:, -1], cfg, generator)
+        token = int(tok)
+        yield token
+        if token in stop_ids:
+            return
+        tokens.append(token)
+        if cache.length >= block:  # context full: keep the latest half window and start a new cache
+            window = tokens[-(block // 2):]
+            cache = model.new_cache(1)
+            logits = model(torch.tensor([window], device=device), cache=cache, last_only=True)[0]
+        else:
+            logits = model(tok, cache=cache, last_only=True)[0]
+
+
+def stream_text(model: nn.Module, tokenizer: Tokenizer, prompt_ids: list[int], cfg: SampleConfig) -> Iterator[str]:
+    """Yield printable text pieces of the continuation; stops at <|eos|>/<|end|> or a stop string.
+
+    Byte-level tokens can split a character, so text is decoded from all generated ids and
+    only the part that is complete (no trailing U+FFFD) and cannot be the start of a stop
+    string is released.
+    """
+    stop_ids = {tokenizer.eos_id, tokenizer.token_id("<|end|>")}
+    ids: list[int] = []
+    emitted = 0
+    for token in generate_ids(model, prompt_ids, cfg, stop_ids):
+        if token in stop_ids:
+            break
+        ids.append(token)
+        text = tokenizer.decode(ids)
+        if text.endswith("\ufffd"):
+            continue
+        cut = _stop_cut(text, cfg.stop)
+        if cut is not None:
+            if cut > emitted:
+                yield text[emitted:cut]
+            return
+        safe = len(text) - _held_back(text, cfg.stop)
+        if safe > emitted:
+            yield text[emitted:safe]
+            emitted = safe
+    text = tokenizer.decode(ids)
+    cut = _stop_cut(text, cfg.stop)
+    end = cut if cut is not None else len(text)
+    if end > emitted:
+        yield text[emitted:end]
+
+
+def _stop_cut(text: str, stops: list[str]) -> int | None:
+    hits = [text.find(s) for s in stops if s and s in text]
+    return min(hits) if hits else None
+
+
+def _held_back(text: str, stops: list[str]) -> int:
+    """How many trailing characters could still grow into a stop string."""
+    longest = 0
+    for s in stops:
+        for n in range(min(len(s) - 1, len(text)), 0, -1):
+            if text.endswith(s[:n]):
+                longest = max(longest, n)
+                break
+    return longest

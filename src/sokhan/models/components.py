@@ -1,0 +1,243 @@
+"""The Transformer, component by component ("Attention Is All You Need", Vaswani et al. 2017).
+
+Each class is one box of the paper's Figure 1, named after it, so the GPT decoder here and
+the encoder / encoder–decoder models of later chapters are assembled from the same parts.
+Modern variants (pre-norm, RMSNorm, RoPE, GELU, SwiGLU) are switches on the same parts.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sokhan.models.config import ModelConfig
+
+
+class TokenEmbedding(nn.Module):
+    """§3.4 Embeddings: token id → d_model vector (optionally × √d_model, as in the paper)."""
+
+    def __init__(self, vocab_size: int, d_model: int, scale: bool = False):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(vocab_size, d_model))
+        self.scale = math.sqrt(d_model) if scale else 1.0
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        x = F.embedding(idx, self.weight)
+        return x * self.scale if self.scale != 1.0 else x
+
+
+def sinusoidal_table(max_len: int, d_model: int) -> torch.Tensor:
+    """§3.5: PE(pos, 2i) = sin(pos / 10000^(2i/d)), PE(pos, 2i+1) = cos(pos / 10000^(2i/d))."""
+    pos = torch.arange(max_len, dtype=torch.float64).unsqueeze(1)
+    div = torch.pow(10000.0, torch.arange(0, d_model, 2, dtype=torch.float64) / d_model)
+    table = torch.zeros(max_len, d_model, dtype=torch.float64)
+    table[:, 0::2] = torch.sin(pos / div)
+    table[:, 1::2] = torch.cos(pos / div)[:, : d_model // 2]
+    return table.float()
+
+
+class SinusoidalPositionalEncoding(nn.Module):
+    """§3.5 Positional Encoding, fixed sine/cosine waves added to the embeddings."""
+
+    def __init__(self, max_len: int, d_model: int):
+        super().__init__()
+        self.register_buffer("table", sinusoidal_table(max_len, d_model), persistent=False)
+
+    def forward(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        return x + self.table[offset: offset + x.size(1)]
+
+
+class LearnedPositionalEmbedding(nn.Module):
+    """A trained vector per position (GPT-1/2, BERT); the paper found it on par with sinusoids."""
+
+    def __init__(self, max_len: int, d_model: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(max_len, d_model))
+
+    def forward(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        return x + self.weight[offset: offset + x.size(1)]
+
+
+class RotaryEmbedding(nn.Module):
+    """RoPE (Su et al. 2021): rotate query/key pairs by a position-dependent angle.
+
+    Uses the "rotate half" pairing (dimension i with i + d/2), as GPT-NeoX and LLaMA do.
+    """
+
+    def __init__(self, head_size: int, max_len: int, base: float = 10000.0):
+        super().__init__()
+        inv_freq = 1.0 / (base ** (torch.arange(0, head_size, 2, dtype=torch.float64) / head_size))
+        angles = torch.outer(torch.arange(max_len, dtype=torch.float64), inv_freq)
+        angles = torch.cat([angles, angles], dim=-1)
+        self.register_buffer("cos", angles.cos().float(), persistent=False)
+        self.register_buffer("sin", angles.sin().float(), persistent=False)
+
+    def forward(self, offset: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.cos[offset: offset + length], self.sin[offset: offset + length]
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    half = x.size(-1) // 2
+    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+    return (x * cos + rotated * sin).type_as(x)
+
+
+def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                                 allowed: torch.Tensor | None = None, dropout_p: float = 0.0,
+                                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """§3.2.1 Attention(Q, K, V) = softmax(QKᵀ / √d_k) V, written out so the weights can be seen.
+
+    `allowed` is a boolean mask broadcastable to (B, H, T_q, T_k); False entries get −∞
+    before the softmax (the look-ahead mask and the padding mask both work this way).
+    """
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))
+    if allowed is not None:
+        scores = scores.masked_fill(~allowed, float("-inf"))
+    weights = torch.softmax(scores.float(), dim=-1).type_as(q)
+    dropped = F.dropout(weights, dropout_p) if dropout_p > 0 else weights
+    return dropped @ v, weights
+
+
+def attention_mask(t_q: int, t_k: int, causal: bool, padding: torch.Tensor | None,
+                   device: torch.device) -> torch.Tensor | None:
+    """Boolean (B|1, 1, T_q, T_k) mask of what each query may see; None means "everything".
+
+    Queries are the last `t_q` of the `t_k` positions (the rest come from a KV cache).
+    `padding` is (B, T_k) with 1 for real tokens and 0 for padding. A position may always
+    see itself, so no row is empty (an all −∞ row would give NaN).
+    """
+    if not causal and padding is None:
+        return None
+    q_pos = torch.arange(t_k - t_q, t_k, device=device).unsqueeze(1)
+    k_pos = torch.arange(t_k, device=device).unsqueeze(0)
+    allowed = (k_pos <= q_pos) if causal else torch.ones(t_q, t_k, dtype=torch.bool, device=device)
+    allowed = allowed[None, None]
+    if padding is not None:
+        allowed = allowed & padding[:, None, None, :].bool()
+        allowed = allowed | (k_pos == q_pos)[None, None]
+    return allowed
+
+
+class KVCache:
+    """Keys and values of every layer for the tokens seen so far, preallocated to `max_len`."""
+
+    def __init__(self, n_layer: int, batch: int, n_head: int, max_len: int, head_size: int,
+                 device: torch.device, dtype: torch.dtype):
+        shape = (batch, n_head, max_len, head_size)
+        self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layer)]
+        self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layer)]
+        self.length = 0
+        self.max_len = max_len
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store this step's keys/values (at positions length…) and return all of them so far."""
+        end = self.length + k.size(2)
+        self.k[layer][:, :, self.length: end] = k
+        self.v[layer][:, :, self.length: end] = v
+        return self.k[layer][:, :, :end], self.v[layer][:, :, :end]
+
+
+class MultiHeadAttention(nn.Module):
+    """§3.2.2 Multi-Head Attention: h heads of scaled dot-product attention, concatenated, projected.
+
+    Two paths give the same numbers: PyTorch's fused `scaled_dot_product_attention`
+    (flash / memory-efficient kernels) for speed, and the explicit formula above, which
+    also returns the attention weights for pictures.
+    """
+
+    def __init__(self, cfg: ModelConfig, causal: bool):
+        super().__init__()
+        self.n_head, self.head_size, self.causal = cfg.n_head, cfg.head_size, causal
+        self.qkv = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)   # W^Q, W^K, W^V for all heads
+        self.out = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)       # W^O
+        self.dropout = cfg.dropout
+        self.explicit = cfg.attention == "explicit"
+
+    def forward(self, x: torch.Tensor, padding: torch.Tensor | None = None,
+                rope: tuple[torch.Tensor, torch.Tensor] | None = None,
+                cache: KVCache | None = None, layer: int = 0, need_weights: bool = False,
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        b, t, c = x.shape
+        q, k, v = self.qkv(x).view(b, t, 3, self.n_head, self.head_size).permute(2, 0, 3, 1, 4)
+        if rope is not None:
+            q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
+        if cache is not None:
+            k, v = cache.update(layer, k, v)
+        dropout_p = self.dropout if self.training else 0.0
+        if self.explicit or need_weights:
+            allowed = attention_mask(t, k.size(2), self.causal, padding, x.device)
+            y, weights = scaled_dot_product_attention(q, k, v, allowed, dropout_p)
+        else:
+            weights = None
+            if padding is None and (not self.causal or t == k.size(2)):
+                y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=self.causal)
+            elif padding is None and t == 1:  # one new token attends to the whole cache
+                y = F.scaled_dot_product_attention(q, k, v)
+            else:
+                allowed = attention_mask(t, k.size(2), self.causal, padding, x.device)
+                y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=dropout_p)
+        y = y.transpose(1, 2).reshape(b, t, c)
+        return F.dropout(self.out(y), self.dropout, self.training), weights
+
+
+class FeedForward(nn.Module):
+    """§3.3 Position-wise Feed-Forward Network: FFN(x) = act(x W₁ + b₁) W₂ + b₂.
+
+    ReLU as in the paper, GELU as in GPT/BERT, or SwiGLU (Shazeer 2020): (Swish(xW) ⊙ xV) W₂.
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.activation = cfg.activation
+        hidden = cfg.ffn_size
+        self.up = nn.Linear(cfg.n_embd, 2 * hidden if cfg.activation == "swiglu" else hidden, bias=cfg.bias)
+        self.down = nn.Linear(hidden, cfg.n_embd, bias=cfg.bias)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.up(x)
+        if self.activation == "swiglu":
+            gate, value = h.chunk(2, dim=-1)
+            h = F.silu(gate) * value
+        elif self.activation == "gelu":
+            h = F.gelu(h, approximate="tanh")
+        else:
+            h = F.relu(h)
+        return self.dropout(self.down(h))
+
+
+def make_norm(cfg: ModelConfig) -> nn.Module:
+    """Layer normalization (Ba et al. 2016), or RMSNorm (Zhang & Sennrich 2019) without centring."""
+    if cfg.norm == "rmsnorm":
+        return nn.RMSNorm(cfg.n_embd, eps=cfg.norm_eps)
+    return nn.LayerNorm(cfg.n_embd, eps=cfg.norm_eps, bias=cfg.bias)
+
+
+class TransformerBlock(nn.Module):
+    """One layer: self-attention and feed-forward, each wrapped in "Add & Norm" (§3.1).
+
+    Post-norm (the paper): x = Norm(x + Sublayer(x)). Pre-norm (GPT-2 onwards, trains
+    more stably when deep): x = x + Sublayer(Norm(x)). `causal` makes it a decoder layer
+    (GPT), otherwise an encoder layer (BERT).
+    """
+
+    def __init__(self, cfg: ModelConfig, causal: bool):
+        super().__init__()
+        self.prenorm = cfg.prenorm
+        self.attn_norm, self.ffn_norm = make_norm(cfg), make_norm(cfg)
+        self.attn = MultiHeadAttention(cfg, causal)
+        self.ffn = FeedForward(cfg)
+
+    def forward(self, x: torch.Tensor, padding: torch.Tensor | None = None,
+                rope: tuple[torch.Tensor, torch.Tensor] | None = None, cache: KVCache | None = None,
+                layer: int = 0, need_weights: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if self.prenorm:
+            a, weights = self.attn(self.attn_norm(x), padding, rope, cache, layer, need_weights)
+            x = x + a
+            return x + self.ffn(self.ffn_norm(x)), weights
+        a, weights = self.attn(x, padding, rope, cache, layer, need_weights)
+        x = self.attn_norm(x + a)
+        return self.ffn_norm(x + self.ffn(x)), weights

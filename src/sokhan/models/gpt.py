@@ -1,0 +1,97 @@
+"""GPT: a stack of Transformer decoder blocks (Radford et al. 2018/2019), nanoGPT-sized.
+
+token embedding → positional encoding → N × (masked self-attention, feed-forward)
+→ final norm (pre-norm only) → final linear → logits; softmax/cross-entropy in `loss`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sokhan.models.components import (KVCache, LearnedPositionalEmbedding, RotaryEmbedding,
+                                      SinusoidalPositionalEncoding, TokenEmbedding, TransformerBlock, make_norm)
+from sokhan.models.config import ModelConfig
+
+IGNORE_INDEX = -100  # targets with this id add nothing to the loss (padding, prompt tokens)
+
+
+class GPT(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.config = cfg
+        self.embed = TokenEmbedding(cfg.vocab_size, cfg.n_embd, scale=cfg.scale_embeddings)
+        self.positions: nn.Module | None = {
+            "learned": lambda: LearnedPositionalEmbedding(cfg.block_size, cfg.n_embd),
+            "sinusoidal": lambda: SinusoidalPositionalEncoding(cfg.block_size, cfg.n_embd),
+            "rope": lambda: None, "none": lambda: None,
+        }[cfg.positional]()
+        self.rope = RotaryEmbedding(cfg.head_size, cfg.block_size, cfg.rope_base) if cfg.positional == "rope" else None
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(TransformerBlock(cfg, causal=True) for _ in range(cfg.n_layer))
+        # Post-norm blocks already end in a norm; pre-norm needs one before the final linear.
+        self.final_norm = make_norm(cfg) if cfg.prenorm else nn.Identity()
+        self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)  # §3.4 final linear
+        if cfg.tie_weights:
+            self.lm_head.weight = self.embed.weight
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """GPT-2 initialisation: N(0, 0.02), residual projections scaled by 1/√(2·n_layer)."""
+        for name, p in self.named_parameters():
+            if p.dim() >= 2:
+                std = 0.02 / math.sqrt(2 * self.config.n_layer) if name.endswith(("out.weight", "down.weight")) else 0.02
+                nn.init.normal_(p, mean=0.0, std=std)
+            elif name.endswith("bias"):
+                nn.init.zeros_(p)
+        for m in self.modules():
+            if isinstance(m, (nn.LayerNorm, nn.RMSNorm)):
+                m.reset_parameters()
+
+    def num_parameters(self, non_embedding: bool = True) -> int:
+        n = sum(p.numel() for p in self.parameters())
+        if non_embedding and isinstance(self.positions, LearnedPositionalEmbedding):
+            n -= self.positions.weight.numel()
+        return n
+
+    def new_cache(self, batch: int, max_len: int | None = None) -> KVCache:
+        p = self.lm_head.weight
+        cfg = self.config
+        return KVCache(cfg.n_layer, batch, cfg.n_head, max_len or cfg.block_size, cfg.head_size, p.device, p.dtype)
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
+                padding: torch.Tensor | None = None, cache: KVCache | None = None,
+                need_weights: bool = False, last_only: bool = False,
+                ) -> tuple[torch.Tensor, torch.Tensor | None, list[torch.Tensor] | None]:
+        """Return (logits, loss, attention weights per layer).
+
+        idx: (B, T) token ids; targets: (B, T) next-token ids or IGNORE_INDEX; padding:
+        (B, T_total) 1 for real tokens; cache: continue after the tokens it holds.
+        """
+        offset = cache.length if cache is not None else 0
+        t = idx.size(1)
+        if offset + t > self.config.block_size:
+            raise ValueError(f"sequence of {offset + t} tokens exceeds block_size {self.config.block_size}")
+        x = self.embed(idx)
+        if self.positions is not None:
+            x = self.positions(x, offset)
+        x = self.drop(x)
+        rope = self.rope(offset, t) if self.rope is not None else None
+        attentions = [] if need_weights else None
+        for i, block in enumerate(self.blocks):
+            x, w = block(x, padding, rope, cache, i, need_weights)
+            if attentions is not None:
+                attentions.append(w)
+        if cache is not None:
+            cache.length += t
+        x = self.final_norm(x)
+        if last_only:
+            x = x[:, -1:]
+        logits = self.lm_head(x)
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX)
+        return logits, loss, attentions

@@ -1,0 +1,234 @@
+"""The training engine every model family shares: one loop you can read top to bottom.
+
+AdamW + warmup/cosine, gradient accumulation and clipping, bf16 autocast on CUDA,
+optional torch.compile, periodic evaluation (loss and bits per character), metrics to
+JSONL and a loss-curve PNG, a rich progress bar, atomic checkpoints with everything
+needed to resume exactly, and Ctrl-C that saves before it stops.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from torch import nn
+
+from sokhan.errors import SokhanError
+from sokhan.inspect.curves import plot_loss_curve
+from sokhan.train.checkpoint import load_trainer_state, load_weights, resolve_model_dir, save_checkpoint
+from sokhan.train.optim import lr_at, make_optimizer
+from sokhan.train.tasks import Task
+
+
+@dataclass
+class TrainConfig:
+    section: ClassVar[str] = "train"
+
+    data: str = "runs/data/hafez"    # a folder written by `sokhan prepare`
+    out_dir: str = "runs/pretrain"
+    preset: str = "small"            # model preset; any model option can be overridden too
+    batch_size: int = 16
+    grad_accum: int = 1              # micro-batches per optimizer step
+    max_steps: int = 1000
+    lr_decay_steps: int = 0          # cosine reaches min_lr here; 0 = max_steps
+    max_time: float = 0.0            # wall-clock budget in seconds (0 = none); stops early, saves
+    lr: float = 1e-3
+    min_lr: float = 1e-4
+    warmup_steps: int = 50
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.99
+    grad_clip: float = 1.0           # 0 = off
+    eval_interval: int = 100
+    eval_iters: int = 20
+    log_interval: int = 10
+    keep_checkpoints: int = 2
+    seed: int = 1337
+    device: str = "auto"             # auto | cpu | cuda | cuda:N | mps
+    dtype: str = "auto"              # auto (bf16 autocast on CUDA) | float32 | bfloat16
+    compile: bool = False
+    resume: bool = False
+    progress: bool = True
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    step: int
+    tokens: int
+    elapsed: float
+    val_loss: float | None = None
+    val_bpc: float | None = None
+    interrupted: bool = False
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise SokhanError(f"device '{name}' asked for, but CUDA is not available here")
+    return torch.device(name)
+
+
+def autocast_for(device: torch.device, dtype: str) -> contextlib.AbstractContextManager:
+    if dtype == "auto":
+        dtype = "bfloat16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "float32"
+    if dtype == "float32":
+        return contextlib.nullcontext()
+    if dtype == "bfloat16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    raise SokhanError(f"dtype must be auto, float32 or bfloat16, got '{dtype}'")
+
+
+class Trainer:
+    def __init__(self, model: nn.Module, task: Task, cfg: TrainConfig, run_config: dict[str, Any],
+                 tokenizer_json: str, console: Console | None = None):
+        self.cfg, self.task, self.run_config, self.tokenizer_json = cfg, task, run_config, tokenizer_json
+        self.console = console or Console(stderr=True)
+        self.device = resolve_device(cfg.device)
+        self.model = model.to(self.device)
+        self.run_dir = Path(cfg.out_dir)
+        self.autocast = autocast_for(self.device, cfg.dtype)
+        self.optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2), self.device.type)
+        self.data_rng = torch.Generator().manual_seed(cfg.seed)  # the data position: where batches come from
+        torch.manual_seed(cfg.seed)                              # dropout
+        self.step, self.tokens, self.elapsed = 0, 0, 0.0
+        if self.device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+
+    # -- state -------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        state = {"step": self.step, "tokens": self.tokens, "elapsed": self.elapsed,
+                 "optimizer": self.optimizer.state_dict(), "data_rng": self.data_rng.get_state(),
+                 "torch_rng": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def restore(self) -> None:
+        folder = resolve_model_dir(self.run_dir)
+        load_weights(self.model, folder)
+        state = load_trainer_state(folder)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.data_rng.set_state(state["data_rng"])
+        torch.set_rng_state(state["torch_rng"])
+        if "cuda_rng" in state and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+        self.step, self.tokens, self.elapsed = int(state["step"]), int(state["tokens"]), float(state["elapsed"])
+        self.console.print(f"resumed from {folder} at step {self.step}")
+
+    def save(self) -> Path:
+        self.run_config["progress"] = {"step": self.step, "tokens": self.tokens, "elapsed": round(self.elapsed, 2)}
+        return save_checkpoint(self.run_dir, self.step, self.model, self.run_config, self.tokenizer_json,
+                               self.state(), keep=self.cfg.keep_checkpoints)
+
+    # -- evaluation --------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self, splits: tuple[str, ...] = ("val",)) -> dict[str, dict[str, float]]:
+        """Mean loss over `eval_iters` batches drawn with a fixed seed, so evals compare across steps."""
+        self.model.eval()
+        out = {}
+        for split in splits:
+            rng = torch.Generator().manual_seed(self.cfg.seed + 1)
+            losses = []
+            for _ in range(self.cfg.eval_iters):
+                with self.autocast:
+                    losses.append(self.task.loss(self.model, self.task.sample(split, rng)).item())
+            loss = sum(losses) / len(losses)
+            out[split] = {"loss": loss, "bpc": self.task.bits_per_char(split, loss)}
+        self.model.train()
+        return out
+
+    # -- the loop ----------------------------------------------------------------------
+    def fit(self) -> TrainResult:
+        cfg = self.cfg
+        if cfg.resume:
+            self.restore()
+        elif (self.run_dir / "checkpoints").exists():
+            raise SokhanError(f"{self.run_dir} already has checkpoints; pass --resume to continue, or another --out-dir")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        metrics_path = self.run_dir / "metrics.jsonl"
+        metrics = open(metrics_path, "a" if cfg.resume else "w", encoding="utf-8")
+        history: list[dict[str, Any]] = []
+
+        def log(row: dict[str, Any]) -> None:
+            history.append(row)
+            metrics.write(json.dumps(row) + "\n")
+            metrics.flush()
+
+        train_model = torch.compile(self.model) if cfg.compile else self.model
+        decay_steps = cfg.lr_decay_steps or cfg.max_steps
+        self.model.train()
+        result = TrainResult(self.run_dir, self.step, self.tokens, self.elapsed)
+        progress = Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[tps]} tok/s"),
+                            TimeRemainingColumn(), console=self.console, disable=not (cfg.progress and self.console.is_terminal),
+                            transient=False)
+        saved_at = -1
+        t_last, tokens_last = time.perf_counter(), self.tokens
+        with progress:
+            bar = progress.add_task("train", total=cfg.max_steps, completed=self.step, loss="-", tps="-")
+            try:
+                while self.step < cfg.max_steps and not (cfg.max_time and self.elapsed >= cfg.max_time):
+                    t0 = time.perf_counter()
+                    lr = lr_at(self.step, cfg.lr, cfg.min_lr, cfg.warmup_steps, decay_steps)
+                    for group in self.optimizer.param_groups:
+                        group["lr"] = lr
+                    loss_sum = 0.0
+                    for _ in range(cfg.grad_accum):
+                        batch = self.task.sample("train", self.data_rng)
+                        with self.autocast:
+                            loss = self.task.loss(train_model, batch) / cfg.grad_accum
+                        loss.backward()
+                        loss_sum += loss.item()
+                        self.tokens += self.task.tokens_in(batch)
+                    if not math.isfinite(loss_sum):
+                        raise SokhanError(f"loss became {loss_sum} at step {self.step}; lower --lr")
+                    if cfg.grad_clip > 0:
+                        torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+                    self.optimizer.step()
+                    self.optimizer.zero_grad(set_to_none=True)
+                    self.step += 1
+                    self.elapsed += time.perf_counter() - t0
+                    if self.step % cfg.log_interval == 0 or self.step == 1:
+                        now = time.perf_counter()
+                        tps = (self.tokens - tokens_last) / max(now - t_last, 1e-9)
+                        t_last, tokens_last = now, self.tokens
+                        log({"step": self.step, "split": "train", "loss": loss_sum, "lr": lr,
+                             "tokens": self.tokens, "tokens_per_s": round(tps, 1), "time": round(self.elapsed, 3)})
+                        progress.update(bar, loss=f"{loss_sum:.3f}", tps=f"{tps:,.0f}")
+                    progress.update(bar, completed=self.step)
+                    if self.step % cfg.eval_interval == 0:
+                        self._eval_and_save(log, result)
+                        saved_at = self.step
+            except KeyboardInterrupt:
+                result.interrupted = True
+                self.console.print(f"[yellow]interrupted at step {self.step}: saving a checkpoint[/]")
+        if saved_at != self.step:
+            self._eval_and_save(log, result, evaluate=not result.interrupted)
+        metrics.close()
+        result.step, result.tokens, result.elapsed, result.history = self.step, self.tokens, self.elapsed, history
+        return result
+
+    def _eval_and_save(self, log: Any, result: TrainResult, evaluate: bool = True) -> None:
+        if evaluate:
+            ev = self.evaluate()["val"]
+            result.val_loss, result.val_bpc = ev["loss"], ev["bpc"]
+            log({"step": self.step, "split": "val", "loss": ev["loss"], "bpc": ev["bpc"], "tokens": self.tokens,
+                 "time": round(self.elapsed, 3)})
+            bpc = f", {ev['bpc']:.3f} bits/char" if ev["bpc"] is not None else ""
+            self.console.print(f"step {self.step}: val loss {ev['loss']:.4f}{bpc}")
+        self.save()
+        plot_loss_curve(self.run_dir / "metrics.jsonl", self.run_dir / "loss.png", title=f"{self.run_dir.name}: loss")

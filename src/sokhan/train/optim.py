@@ -1,0 +1,31 @@
+"""AdamW with decoupled weight decay on matrices only, and a warmup + cosine learning rate."""
+
+from __future__ import annotations
+
+import inspect
+import math
+
+import torch
+from torch import nn
+
+
+def make_optimizer(model: nn.Module, lr: float, weight_decay: float, betas: tuple[float, float],
+                   device_type: str) -> torch.optim.AdamW:
+    """Decay 2-D weights (matmuls, embeddings); never biases or norm gains (as GPT-2/nanoGPT)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
+    fused = device_type == "cuda" and "fused" in inspect.signature(torch.optim.AdamW).parameters
+    return torch.optim.AdamW(groups, lr=lr, betas=betas, **({"fused": True} if fused else {}))
+
+
+def lr_at(step: int, lr: float, min_lr: float, warmup: int, decay_steps: int) -> float:
+    """Linear warmup for `warmup` steps, then cosine decay to `min_lr` at `decay_steps`."""
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    if step >= decay_steps:
+        return min_lr
+    progress = (step - warmup) / max(1, decay_steps - warmup)
+    return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (lr - min_lr)

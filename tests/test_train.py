@@ -1,0 +1,124 @@
+"""The shared training engine: it learns, it resumes exactly, it checkpoints safely."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from sokhan.api import LanguageModel
+from sokhan.data.prepare import PrepareConfig, prepare
+from sokhan.models import GPT, preset
+from sokhan.train.checkpoint import load_trainer_state, load_weights, resolve_model_dir, save_checkpoint
+from sokhan.train.engine import TrainConfig
+from sokhan.train.pretrain import pretrain
+
+TINY = dict(n_layer=2, n_head=2, n_embd=32, block_size=32)
+
+
+@pytest.fixture(scope="module")
+def hafez_data(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("data") / "hafez"
+    return prepare(PrepareConfig(source="hafez", out_dir=str(out), tokenizer="bpe", vocab_size=400), progress=False)
+
+
+def run(data: Path, out: Path, **kw) -> object:
+    cfg = TrainConfig(data=str(data), out_dir=str(out), preset="tiny", batch_size=8, max_steps=kw.pop("max_steps", 20),
+                      eval_interval=kw.pop("eval_interval", 1000), eval_iters=4, warmup_steps=2, progress=False,
+                      device="cpu", **kw)
+    return pretrain(cfg, dict(TINY, dropout=0.1))
+
+
+def test_training_lowers_validation_loss(hafez_data, tmp_path):
+    result = run(hafez_data, tmp_path / "run", max_steps=60, eval_interval=30, lr=3e-3)
+    vals = [r for r in result.history if r["split"] == "val"]
+    assert len(vals) == 2
+    first_train = next(r for r in result.history if r["split"] == "train")["loss"]
+    assert vals[-1]["loss"] < first_train - 0.5  # well below the untrained loss (≈ ln 400 ≈ 6.0)
+    assert vals[-1]["bpc"] == pytest.approx(vals[-1]["loss"] / 0.6931471805599453
+                                            * json.loads((hafez_data / "meta.json").read_text())["splits"]["val"]["tokens"]
+                                            / json.loads((hafez_data / "meta.json").read_text())["splits"]["val"]["chars"])
+    assert (tmp_path / "run" / "loss.png").stat().st_size > 1000
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert {r["split"] for r in rows} == {"train", "val"}
+
+
+def test_resume_is_exact(hafez_data, tmp_path):
+    """N steps straight == N/2 steps, stop, resume, N/2 more: identical weights (dropout on, CPU)."""
+    straight = run(hafez_data, tmp_path / "a", max_steps=12, lr_decay_steps=12)
+    run(hafez_data, tmp_path / "b", max_steps=6, lr_decay_steps=12)
+    resumed = run(hafez_data, tmp_path / "b", max_steps=12, lr_decay_steps=12, resume=True)
+    assert straight.step == resumed.step == 12
+    a = LanguageModel.load(tmp_path / "a").model.state_dict()
+    b = LanguageModel.load(tmp_path / "b").model.state_dict()
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    # and the split run really did change weights after the resume
+    half = GPT(preset("tiny", vocab_size=400, **TINY))
+    state = load_trainer_state(resolve_model_dir(tmp_path / "b"))
+    assert state["step"] == 12
+    load_weights(half, resolve_model_dir(tmp_path / "b"))
+    assert torch.equal(half.state_dict()["embed.weight"], b["embed.weight"])
+
+
+def test_refuses_to_overwrite_a_run_without_resume(hafez_data, tmp_path):
+    from sokhan.errors import SokhanError
+
+    run(hafez_data, tmp_path / "r", max_steps=2)
+    with pytest.raises(SokhanError, match="--resume"):
+        run(hafez_data, tmp_path / "r", max_steps=2)
+
+
+def test_checkpoint_is_atomic_and_latest_always_complete(tmp_path, monkeypatch):
+    """A crash while writing step 2 leaves `latest` at step 1, complete and loadable."""
+    model = GPT(preset("tiny", vocab_size=50, **TINY))
+    cfg = {"model": model.config.to_dict()}
+    save_checkpoint(tmp_path, 1, model, cfg, "{}", {"step": 1}, keep=5)
+    import sokhan.train.checkpoint as ck
+
+    real_replace = ck.os.replace
+
+    def crash(src, dst):
+        if str(dst).endswith("step-0000002"):
+            raise OSError("disk full")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(ck.os, "replace", crash)
+    with pytest.raises(OSError):
+        save_checkpoint(tmp_path, 2, model, cfg, "{}", {"step": 2}, keep=5)
+    monkeypatch.setattr(ck.os, "replace", real_replace)
+    folder = resolve_model_dir(tmp_path)
+    assert folder.name == "step-0000001"
+    assert load_trainer_state(folder)["step"] == 1
+    fresh = GPT(preset("tiny", vocab_size=50, **TINY))
+    load_weights(fresh, folder)
+    assert torch.equal(fresh.embed.weight, model.embed.weight)
+
+
+def test_trainer_state_never_unpickles_objects(tmp_path):
+    """A trainer_state.pt carrying an arbitrary Python object is refused (weights_only=True)."""
+    from sokhan.errors import SokhanError
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    torch.save({"step": 1, "x": Evil()}, tmp_path / "trainer_state.pt")
+    with pytest.raises(SokhanError, match="cannot read trainer state"):
+        load_trainer_state(tmp_path)
+
+
+def test_api_generates_streams_and_scores(hafez_data, tmp_path):
+    run(hafez_data, tmp_path / "m", max_steps=30, lr=3e-3)
+    lm = LanguageModel.load(tmp_path / "m")
+    text = lm.generate("دل", max_new_tokens=20, seed=3)
+    assert text == lm.generate("دل", max_new_tokens=20, seed=3)  # seeded sampling is reproducible
+    assert "".join(lm.stream("دل", max_new_tokens=20, seed=3)) == text
+    assert len(lm.tokenizer.encode(text)) <= 20
+    greedy = lm.generate("دل", max_new_tokens=8, temperature=0)
+    assert greedy == lm.generate("دل", max_new_tokens=8, temperature=0, seed=99)
+    bpc = lm.bits_per_char("دل می‌رود ز دستم صاحب‌دلان خدا را")
+    assert 0 < bpc < 20
+    probs = lm.next_token_probs("دل", k=5)
+    assert len(probs) == 5 and all(probs[i][1] >= probs[i + 1][1] for i in range(4))
