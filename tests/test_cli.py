@@ -88,3 +88,28 @@ def test_demo_end_to_end_then_sample_and_eval(tmp_path):
                      "--no-progress", "--eval-iters", "2")
     assert resumed.returncode == 0, resumed.stderr
     assert "resumed" in resumed.stderr and "step 30" in resumed.stderr.replace("\n", " ")
+
+
+def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
+    import json
+    import signal
+    import time
+
+    data = tmp_path / "data"
+    assert sokhan("prepare", "--out-dir", str(data), "--vocab-size", "400").returncode == 0
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "sokhan", "pretrain", "--data", str(data), "--out-dir", str(run),
+                             "--preset", "tiny", "--max-steps", "100000", "--eval-interval", "100000",
+                             "--log-interval", "1", "--no-progress"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = run / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and (not metrics.exists() or len(metrics.read_text().splitlines()) < 3):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "--resume" in err
+    latest = (run / "checkpoints" / "latest").read_text().strip()
+    steps = [json.loads(line)["step"] for line in metrics.read_text().splitlines()]
+    assert int(latest.split("-")[1]) >= max(steps) >= 3

@@ -14,7 +14,7 @@ import torch
 from sokhan.data import prepare as prepare_mod
 from sokhan.data.prepare import PrepareConfig, prepare, split_of, token_dtype
 from sokhan.data.shards import TokenData, load_meta
-from sokhan.data.sources import CorpusWarning, iter_documents
+from sokhan.data.sources import CorpusWarning, iter_documents, letters_key
 from sokhan.errors import SokhanError
 from sokhan.text.normalize import NormalizerConfig, PersianNormalizer
 from sokhan.text.tokenizers import Tokenizer
@@ -146,8 +146,7 @@ def test_embedded_fatol_hafez_grouped_into_ghazals():
     couplets = [c for d in docs for c in d.split("\n\n")]
     assert all(len(c.split("\n")) == 2 for c in couplets)
     assert len(couplets) == 4191
-    from sokhan.data.sources import _match_key
-    assert _match_key(docs[0].split("\n")[0]) == _match_key("الا یا ایها الساقی ادر کاسا و ناولها")
+    assert letters_key(docs[0].split("\n")[0]) == letters_key("الا یا ایها الساقی ادر کاسا و ناولها")
     assert docs[0].count("\n\n") == 6  # 7 couplets, like hafez.json's first ghazal
     assert docs[1].startswith("صلاحِ کار کجا")
     assert len(list(iter_documents("hafez,fatol-hafez"))) == 990
@@ -379,3 +378,17 @@ def test_token_data_errors(tmp_path):
         f.truncate(50)
     with pytest.raises(SokhanError, match="prepare the data again"):
         TokenData(d, "train")
+
+
+def test_two_editions_of_a_ghazal_land_in_the_same_split():
+    """hafez and the diacritized fatol-hafez hold the same poems: they must not straddle train/val."""
+    normalize = PersianNormalizer()
+    plain = {letters_key(normalize(d).split("\n", 1)[0]): split_of(normalize(d), 1337, 0.2)
+             for d in iter_documents("hafez")}
+    same = 0
+    for doc in iter_documents("fatol-hafez"):
+        key = letters_key(normalize(doc).split("\n", 1)[0])
+        if key in plain:
+            assert split_of(normalize(doc), 1337, 0.2) == plain[key]
+            same += 1
+    assert same >= 480

