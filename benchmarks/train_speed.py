@@ -48,12 +48,12 @@ def build_models(args, vocab_size: int) -> tuple[nn.Module, nn.Module]:
     """Ours and HF's GPT-2 with the same sizes; HF uses its default (sdpa) attention."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    if args.preset == "gpt2":
-        ours_cfg = preset("gpt2", vocab_size=vocab_size, dropout=0.0)
+    if args.preset == "gpt2":  # GPT-2 124M with its padded 50304 vocabulary (char ids are a small subset)
+        ours_cfg = preset("gpt2", dropout=0.0)
     else:
         ours_cfg = ModelConfig(vocab_size=vocab_size, block_size=args.block_size, n_layer=4, n_head=4, n_embd=128,
                                dropout=0.0, positional="learned", activation="gelu", tie_weights=True)
-    hf_cfg = GPT2Config(vocab_size=vocab_size, n_positions=ours_cfg.block_size, n_embd=ours_cfg.n_embd,
+    hf_cfg = GPT2Config(vocab_size=ours_cfg.vocab_size, n_positions=ours_cfg.block_size, n_embd=ours_cfg.n_embd,
                         n_layer=ours_cfg.n_layer, n_head=ours_cfg.n_head, resid_pdrop=0.0, embd_pdrop=0.0,
                         attn_pdrop=0.0, activation_function="gelu_new", layer_norm_epsilon=ours_cfg.norm_eps,
                         tie_word_embeddings=True)

@@ -85,7 +85,8 @@ class Tokenizer:
         try:
             return cls(HFTokenizer.from_file(str(p)))
         except Exception as e:  # the library raises plain Exception on malformed JSON
-            raise SokhanError(f"cannot read tokenizer {p}: {str(e).split("\n")[0]}") from None
+            reason = str(e).split("\n")[0]
+            raise SokhanError(f"cannot read tokenizer {p}: {reason}") from None
 
 
 def train_bpe(texts: Iterable[str], vocab_size: int = 4096, min_frequency: int = 2) -> Tokenizer:

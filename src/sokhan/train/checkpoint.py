@@ -160,4 +160,5 @@ def load_trainer_state(folder: str | Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # weights_only refuses anything but tensors and plain containers
-        raise SokhanError(f"cannot read trainer state {path}: {str(e).split("\n")[0]}") from None
+        reason = str(e).split("\n")[0]
+        raise SokhanError(f"cannot read trainer state {path}: {reason}") from None
