@@ -115,7 +115,10 @@ def test_api_generates_streams_and_scores(hafez_data, tmp_path):
     text = lm.generate("دل", max_new_tokens=20, seed=3)
     assert text == lm.generate("دل", max_new_tokens=20, seed=3)  # seeded sampling is reproducible
     assert "".join(lm.stream("دل", max_new_tokens=20, seed=3)) == text
-    assert len(lm.tokenizer.encode(text)) <= 20
+    from sokhan.infer.sampling import SampleConfig, generate_ids
+
+    ids = list(generate_ids(lm.model, lm.encode_prompt("دل"), SampleConfig(max_new_tokens=20, seed=3)))
+    assert len(ids) <= 20 and lm.tokenizer.decode(ids).startswith(text)
     greedy = lm.generate("دل", max_new_tokens=8, temperature=0)
     assert greedy == lm.generate("دل", max_new_tokens=8, temperature=0, seed=99)
     bpc = lm.bits_per_char("دل می‌رود ز دستم صاحب‌دلان خدا را")
