@@ -56,7 +56,7 @@ def build_models(args, vocab_size: int) -> tuple[nn.Module, nn.Module]:
     hf_cfg = GPT2Config(vocab_size=ours_cfg.vocab_size, n_positions=ours_cfg.block_size, n_embd=ours_cfg.n_embd,
                         n_layer=ours_cfg.n_layer, n_head=ours_cfg.n_head, resid_pdrop=0.0, embd_pdrop=0.0,
                         attn_pdrop=0.0, activation_function="gelu_new", layer_norm_epsilon=ours_cfg.norm_eps,
-                        tie_word_embeddings=True)
+                        tie_word_embeddings=True, bos_token_id=None, eos_token_id=None)
     torch.manual_seed(0)
     ours = GPT(ours_cfg)
     torch.manual_seed(0)

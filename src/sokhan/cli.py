@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
+import re
 import sys
 import typing
 from typing import Any
@@ -20,24 +22,37 @@ from sokhan.errors import SokhanError
 console = Console(stderr=True)
 
 
+def field_comments(cls: type) -> dict[str, str]:
+    """The `# comment` after each field in the dataclass source: the flag's help text."""
+    try:
+        source = inspect.getsource(cls)
+    except (OSError, TypeError):
+        return {}
+    return dict(re.findall(r"^\s+(\w+): [^#\n]*#\s*(.+)$", source, flags=re.M))
+
+
 def add_config_flags(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()) -> None:
     """One flag per dataclass field; default None so we know which ones the user typed."""
+    from sokhan.config import field_type
+
     group = parser.add_argument_group(f"{cls.__name__} options")
-    hints = typing.get_type_hints(cls)
+    comments = field_comments(cls)
     for f in dataclasses.fields(cls):
         if f.name in skip:
             continue
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        if hints[f.name] is bool:
-            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None,
-                               help=f"(default: {default})")
-        elif typing.get_origin(hints[f.name]) is list:
+        tp = field_type(cls, f)
+        text = f"{comments[f.name]} " if f.name in comments else ""
+        text = f"{text}(default: {default})".replace("%", "%%")
+        if tp is bool:
+            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=text)
+        elif typing.get_origin(tp) is list:
             group.add_argument(flag, dest=f.name, action="append", default=None, metavar="TEXT",
-                               help="repeatable")
+                               help=f"{text}; repeatable")
         else:
-            group.add_argument(flag, dest=f.name, default=None, metavar=getattr(hints[f.name], "__name__", "VALUE").upper(),
-                               help=f"(default: {default})")
+            group.add_argument(flag, dest=f.name, default=None, metavar=getattr(tp, "__name__", "VALUE").upper(),
+                               help=text)
 
 
 def given(args: argparse.Namespace, cls: type) -> dict[str, Any]:

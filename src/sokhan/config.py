@@ -25,7 +25,7 @@ else:  # pragma: no cover - exercised only on Python 3.10
 T = TypeVar("T")
 
 
-def _field_type(cls: type, field: dataclasses.Field) -> Any:
+def field_type(cls: type, field: dataclasses.Field) -> Any:
     hints = typing.get_type_hints(cls)
     tp = hints[field.name]
     origin = typing.get_origin(tp)
@@ -40,7 +40,7 @@ def coerce(cls: type, name: str, value: Any) -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     if name not in fields:
         raise SokhanError(f"unknown option '{name}' for {cls.__name__}; known: {', '.join(sorted(fields))}")
-    tp = _field_type(cls, fields[name])
+    tp = field_type(cls, fields[name])
     if value is None or not isinstance(value, str):
         if tp is float and isinstance(value, int) and not isinstance(value, bool):
             return float(value)

@@ -33,30 +33,30 @@ class TrainConfig:
     section: ClassVar[str] = "train"
 
     data: str = "runs/data/hafez"    # a folder written by `sokhan prepare`
-    out_dir: str = "runs/pretrain"
+    out_dir: str = "runs/pretrain"   # the run folder: checkpoints/, metrics.jsonl, loss.png
     preset: str = "small"            # model preset; any model option can be overridden too
-    batch_size: int = 16
+    batch_size: int = 16             # sequences per micro-batch
     grad_accum: int = 1              # micro-batches per optimizer step
-    max_steps: int = 1000
+    max_steps: int = 1000            # optimizer steps
     lr_decay_steps: int = 0          # cosine reaches min_lr here; 0 = max_steps
     max_time: float = 0.0            # wall-clock budget in seconds (0 = none); stops early, saves
-    lr: float = 1e-3
-    min_lr: float = 1e-4
-    warmup_steps: int = 50
-    weight_decay: float = 0.1
+    lr: float = 1e-3                 # peak learning rate (AdamW)
+    min_lr: float = 1e-4             # learning rate at the end of the cosine
+    warmup_steps: int = 50           # linear warmup from 0 to lr
+    weight_decay: float = 0.1        # on matrices and embeddings only
     beta1: float = 0.9
     beta2: float = 0.99
     grad_clip: float = 1.0           # 0 = off
-    eval_interval: int = 100
-    eval_iters: int = 20
-    log_interval: int = 10
-    keep_checkpoints: int = 2
+    eval_interval: int = 100         # evaluate val loss/bpc and save a checkpoint every N steps
+    eval_iters: int = 20             # batches per evaluation
+    log_interval: int = 10           # write a train row to metrics.jsonl every N steps
+    keep_checkpoints: int = 2        # how many recent checkpoints to keep
     seed: int = 1337
     device: str = "auto"             # auto | cpu | cuda | cuda:N | mps
     dtype: str = "auto"              # auto (bf16 autocast on CUDA) | float32 | bfloat16
-    compile: bool = False
-    resume: bool = False
-    progress: bool = True
+    compile: bool = False            # torch.compile the model for training
+    resume: bool = False             # continue the run in out_dir exactly where it stopped
+    progress: bool = True            # show a progress bar (on a terminal)
 
 
 @dataclass
