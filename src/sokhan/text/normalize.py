@@ -26,7 +26,8 @@ the corpus, the prompts and the evaluation text agree. The steps, in order:
 4. Spaces collapse to one, lines are stripped, newlines are kept (poems are line-based) but
    three or more collapse to a blank line, and the text is stripped.
 5. Optionally (`join_affixes`), the two commonest spacing errors are fixed, conservatively:
-   a standalone 'می'/'نمی' before a word is joined to it ('مي روم' → 'می‌روم'), and a
+   a standalone 'می'/'نمی' before a word is joined to it ('مي روم' → 'می‌روم') unless the
+   context says 'می' is the noun "wine" (after 'به', 'جام'…, before 'است', 'و'…), and a
    standalone plural 'ها'/'های'/'هایی'/'هایم'… after a word is joined to that word with ZWNJ.
 6. NFC again, since removals can bring a letter next to a mark it composes with.
 
@@ -108,9 +109,24 @@ class PersianNormalizer:
         text = self.line_edges.sub("\n", text)
         text = self.blank_lines.sub("\n\n", text).strip(" \n")
         if self.config.join_affixes:
-            text = self.prefix.sub(rf"\1{ZWNJ}", text)
+            text = self.prefix.sub(_join_verb_prefix, text)
             text = self.plural.sub(rf"{ZWNJ}\1", text)
         return unicodedata.normalize("NFC", text)
+
+
+# 'می' is also a noun, "wine" — everywhere in Hafez. After a preposition or a wine vessel,
+# or before a word that cannot be a verb stem, it stays a separate word ('به می سجاده').
+WINE_BEFORE = frozenset("به از با بی ز جام ساغر ساقی باده".split())
+WINE_AFTER = frozenset("است و ناب لعل باقی کهن".split())
+
+
+def _join_verb_prefix(m: re.Match[str]) -> str:
+    s = m.string
+    before = s[:m.start()].rstrip(" ").rsplit(None, 1)[-1] if s[:m.start()].strip() else ""
+    after = s[m.end():].split(None, 1)[0] if s[m.end():].strip() else ""
+    if m.group(1) == "می" and (before in WINE_BEFORE or after.rstrip(".،؛!؟") in WINE_AFTER):
+        return m.group(0)
+    return m.group(1) + ZWNJ
 
 
 def _keep_zwnj_between_letters(m: re.Match[str]) -> str:
