@@ -8,11 +8,16 @@ step is the engine's: forward, loss, backward, clip, AdamW, zero_grad.
 
 Timing is interleaved: repetition r times a block of `--steps` steps of every contestant,
 in an order that alternates between repetitions, so a busy neighbour on the machine slows
-all of them alike. Reported: the median tokens/s of each, and ours/HF.
+all of them alike. Reported: the median tokens/s of each, ours/HF, parameter counts (the
+shapes match) and the mean loss of the first and last timed block of each (a sanity check
+that both learn alike, not a test). On CUDA also MFU, nanoGPT's estimate: flops per token
+6·N + 12·L·H·Q·T (PaLM appendix B) against `--peak-tflops` (989: H100 SXM, bf16 dense).
+`--hf-activation gelu_pytorch_tanh` gives HF the fused GELU kernel ours uses (same function).
 
     python benchmarks/train_speed.py                       # CPU, 4×4×128, block 64, batch 12
     python benchmarks/train_speed.py --compile             # + torch.compile of both models
-    python benchmarks/train_speed.py --device cuda --preset gpt2 --dtype bfloat16   # GPU, with MFU
+    python benchmarks/train_speed.py --data                # tinyshakespeare instead of Hafez
+    python benchmarks/train_speed.py --device cuda --preset gpt2 --dtype bfloat16   # GPT-2 124M, MFU
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import math
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,7 +61,7 @@ def build_models(args, vocab_size: int) -> tuple[nn.Module, nn.Module]:
                                dropout=0.0, positional="learned", activation="gelu", tie_weights=True)
     hf_cfg = GPT2Config(vocab_size=ours_cfg.vocab_size, n_positions=ours_cfg.block_size, n_embd=ours_cfg.n_embd,
                         n_layer=ours_cfg.n_layer, n_head=ours_cfg.n_head, resid_pdrop=0.0, embd_pdrop=0.0,
-                        attn_pdrop=0.0, activation_function="gelu_new", layer_norm_epsilon=ours_cfg.norm_eps,
+                        attn_pdrop=0.0, activation_function=args.hf_activation, layer_norm_epsilon=ours_cfg.norm_eps,
                         tie_word_embeddings=True, bos_token_id=None, eos_token_id=None)
     torch.manual_seed(0)
     ours = GPT(ours_cfg)
@@ -78,8 +84,8 @@ class Contestant:
     name: str
     model: nn.Module                 # the module whose parameters are trained
     step_model: nn.Module            # what is called (the compiled wrapper, or the model)
-    loss_fn: object
-    optimizer: torch.optim.Optimizer = None
+    loss_fn: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+    optimizer: torch.optim.Optimizer | None = None
     step: int = 0
     rates: list[float] = field(default_factory=list)
     losses: list[float] = field(default_factory=list)
@@ -122,7 +128,7 @@ def train_steps(c: Contestant, batches: list, n: int, accum: int, clip: float, a
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--steps", type=int, default=20, help="optimizer steps per timed block")
+    p.add_argument("--steps", type=int, default=None, help="optimizer steps per timed block (default 20; 5 for gpt2)")
     p.add_argument("--repeats", type=int, default=7, help="timed blocks per contestant (interleaved)")
     p.add_argument("--warmup", type=int, default=5, help="untimed steps first")
     p.add_argument("--device", default="cpu")
@@ -132,14 +138,19 @@ def main() -> None:
                    help="small: 4 layers, 4 heads, 128 dim; gpt2: GPT-2 124M (block 1024)")
     p.add_argument("--block-size", type=int, default=64, help="context for the small shape")
     p.add_argument("--batch", type=int, default=None, help="micro-batch (default 12; 16 for gpt2)")
-    p.add_argument("--grad-accum", type=int, default=1)
+    p.add_argument("--grad-accum", type=int, default=None, help="micro-batches per step (default 1; 4 for gpt2)")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--data", nargs="?", const=str(TINYSHAKESPEARE), default="hafez",
                    help="a .txt file instead of the embedded Hafez corpus (bare flag: tinyshakespeare)")
+    p.add_argument("--hf-activation", default="gelu_new", choices=("gelu_new", "gelu_pytorch_tanh"),
+                   help="HF's GELU: gelu_new (GPT-2's default, composed of elementwise ops) or gelu_pytorch_tanh "
+                        "(the same fused kernel ours uses; same function either way)")
     p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: leave as is)")
     p.add_argument("--peak-tflops", type=float, default=989.0, help="for MFU; H100 SXM bf16 dense = 989")
     args = p.parse_args()
 
+    if args.data != "hafez" and not Path(args.data).is_file():
+        p.error(f"--data: no such file {args.data}")
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -148,7 +159,10 @@ def main() -> None:
         torch.backends.cudnn.allow_tf32 = True
     autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if args.dtype == "bfloat16"
                 else contextlib.nullcontext())
-    batch = args.batch or (16 if args.preset == "gpt2" else 12)
+    gpt2 = args.preset == "gpt2"
+    batch = args.batch or (16 if gpt2 else 12)
+    args.steps = args.steps or (5 if gpt2 else 20)
+    args.grad_accum = args.grad_accum or (4 if gpt2 else 1)
 
     with tempfile.TemporaryDirectory() as tmp:
         data = load_data(args.data, tmp)
@@ -178,7 +192,8 @@ def main() -> None:
           f"batch {batch} × accum {args.grad_accum}, {args.dtype}, {device}, {torch.get_num_threads()} threads, "
           f"data {args.data}")
     print(f"parameters: sokhan {count_params(ours):,} (non-position {n_ours:,}); "
-          f"HF {count_params(hf):,} (non-position {n_hf:,}); HF attention: {hf.config._attn_implementation}")
+          f"HF {count_params(hf):,} (non-position {n_hf:,}); HF attention: {hf.config._attn_implementation}, "
+          f"HF activation: {args.hf_activation}")
 
     tokens_per_step = batch * block * args.grad_accum
     for c in contestants:  # warm-up (and compilation) outside the timed blocks
@@ -193,12 +208,17 @@ def main() -> None:
             first_loss.setdefault(c.name, c.losses[-1])
 
     fpt = flops_per_token(n_ours, cfg.n_layer, cfg.n_head, cfg.head_size, block)
-    print(f"\n{'':22s} {'tokens/s (median)':>18s} {'min':>9s} {'max':>9s} {'MFU':>7s}   loss: first block → last block")
+    show_mfu = device.type == "cuda"
+    mfu_head = f" {'MFU':>7s}" if show_mfu else ""
+    print(f"\n{'':22s} {'tokens/s (median)':>18s} {'min':>9s} {'max':>9s}{mfu_head}   loss: first block → last block")
     for c in contestants:
         med = statistics.median(c.rates)
-        mfu = med * fpt / (args.peak_tflops * 1e12)
-        print(f"{c.name:22s} {med:18,.0f} {min(c.rates):9,.0f} {max(c.rates):9,.0f} {mfu:7.2%}   "
+        mfu = f" {med * fpt / (args.peak_tflops * 1e12):7.2%}" if show_mfu else ""
+        print(f"{c.name:22s} {med:18,.0f} {min(c.rates):9,.0f} {max(c.rates):9,.0f}{mfu}   "
               f"{first_loss[c.name]:.3f} → {c.losses[-1]:.3f}")
+    if show_mfu:
+        print(f"MFU: {fpt / 1e9:.3f} GFLOP per token (6·N + 12·L·H·Q·T, N = {n_ours:,}) "
+              f"against a peak of {args.peak_tflops:g} TFLOPS (--peak-tflops)")
     by_name = {c.name: c for c in contestants}
 
     def ratio(a: str, b: str) -> None:

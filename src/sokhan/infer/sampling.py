@@ -54,7 +54,10 @@ def next_token(logits: torch.Tensor, cfg: SampleConfig, generator: torch.Generat
     """logits: (B, V) → (B, 1) token ids."""
     if cfg.temperature == 0:
         return logits.argmax(dim=-1, keepdim=True)
-    probs = torch.softmax(filter_logits(logits.float() / cfg.temperature, cfg.top_k, cfg.top_p), dim=-1)
+    logits = logits.float()
+    if cfg.temperature != 1.0:  # x / 1 == x exactly; skipping the op saves time per token
+        logits = logits / cfg.temperature
+    probs = torch.softmax(filter_logits(logits, cfg.top_k, cfg.top_p), dim=-1)
     return torch.multinomial(probs, 1, generator=generator)
 
 

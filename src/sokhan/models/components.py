@@ -85,6 +85,15 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     return (x * cos + rotated * sin).type_as(x)
 
 
+def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """Dropout (Srivastava et al. 2014; §5.4 "Residual Dropout"): zero a fraction p, scale the rest by 1/(1−p).
+
+    When it would change nothing (p = 0, or not training) it is not called at all: a call
+    costs microseconds, which adds up over the many small steps of token-by-token generation.
+    """
+    return F.dropout(x, p, training) if training and p > 0 else x
+
+
 def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                                  allowed: torch.Tensor | None = None, dropout_p: float = 0.0,
                                  ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -180,7 +189,7 @@ class MultiHeadAttention(nn.Module):
                 allowed = attention_mask(t, k.size(2), self.causal, padding, x.device)
                 y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=dropout_p)
         y = y.transpose(1, 2).reshape(b, t, c)
-        return F.dropout(self.out(y), self.dropout, self.training), weights
+        return dropout(self.out(y), self.dropout, self.training), weights
 
 
 class FeedForward(nn.Module):
@@ -195,7 +204,7 @@ class FeedForward(nn.Module):
         hidden = cfg.ffn_size
         self.up = nn.Linear(cfg.n_embd, 2 * hidden if cfg.activation == "swiglu" else hidden, bias=cfg.bias)
         self.down = nn.Linear(hidden, cfg.n_embd, bias=cfg.bias)
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = cfg.dropout
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.up(x)
@@ -206,7 +215,7 @@ class FeedForward(nn.Module):
             h = F.gelu(h, approximate="tanh")
         else:
             h = F.relu(h)
-        return self.dropout(self.down(h))
+        return dropout(self.down(h), self.dropout, self.training)
 
 
 def make_norm(cfg: ModelConfig) -> nn.Module:

@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from sokhan.models.components import (KVCache, LearnedPositionalEmbedding, RotaryEmbedding,
-                                      SinusoidalPositionalEncoding, TokenEmbedding, TransformerBlock, make_norm)
+                                      SinusoidalPositionalEncoding, TokenEmbedding, TransformerBlock, dropout,
+                                      make_norm)
 from sokhan.models.config import ModelConfig
 
 IGNORE_INDEX = -100  # targets with this id add nothing to the loss (padding, prompt tokens)
@@ -30,7 +31,6 @@ class GPT(nn.Module):
             "rope": lambda: None, "none": lambda: None,
         }[cfg.positional]()
         self.rope = RotaryEmbedding(cfg.head_size, cfg.block_size, cfg.rope_base) if cfg.positional == "rope" else None
-        self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(TransformerBlock(cfg, causal=True) for _ in range(cfg.n_layer))
         # Post-norm blocks already end in a norm; pre-norm needs one before the final linear.
         self.final_norm = make_norm(cfg) if cfg.prenorm else nn.Identity()
@@ -78,7 +78,7 @@ class GPT(nn.Module):
         x = self.embed(idx)
         if self.positions is not None:
             x = self.positions(x, offset)
-        x = self.drop(x)
+        x = dropout(x, self.config.dropout, self.training)
         rope = self.rope(offset, t) if self.rope is not None else None
         attentions = [] if need_weights else None
         for i, block in enumerate(self.blocks):
@@ -87,10 +87,9 @@ class GPT(nn.Module):
                 attentions.append(w)
         if cache is not None:
             cache.length += t
-        x = self.final_norm(x)
-        if last_only:
+        if last_only:  # norm and project only the last position (the norm is per position)
             x = x[:, -1:]
-        logits = self.lm_head(x)
+        logits = self.lm_head(self.final_norm(x))
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX)
