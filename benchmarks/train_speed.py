@@ -12,7 +12,9 @@ all of them alike. Reported: the median tokens/s of each, ours/HF, parameter cou
 shapes match) and the mean loss of the first and last timed block of each (a sanity check
 that both learn alike, not a test). On CUDA also MFU, nanoGPT's estimate: flops per token
 6·N + 12·L·H·Q·T (PaLM appendix B) against `--peak-tflops` (989: H100 SXM, bf16 dense).
-`--hf-activation gelu_pytorch_tanh` gives HF the fused GELU kernel ours uses (same function).
+Ours uses the exact (erf) GELU, as nanoGPT and BERT do; HF's GPT-2 default is `gelu_new`
+(the tanh approximation, composed of elementwise ops). `--hf-activation gelu` gives HF the
+very same function and kernel as ours, to see how much of the ratio that choice is.
 
     python benchmarks/train_speed.py                       # CPU, 4×4×128, block 64, batch 12
     python benchmarks/train_speed.py --compile             # + torch.compile of both models
@@ -142,9 +144,9 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--data", nargs="?", const=str(TINYSHAKESPEARE), default="hafez",
                    help="a .txt file instead of the embedded Hafez corpus (bare flag: tinyshakespeare)")
-    p.add_argument("--hf-activation", default="gelu_new", choices=("gelu_new", "gelu_pytorch_tanh"),
-                   help="HF's GELU: gelu_new (GPT-2's default, composed of elementwise ops) or gelu_pytorch_tanh "
-                        "(the same fused kernel ours uses; same function either way)")
+    p.add_argument("--hf-activation", default="gelu_new", choices=("gelu_new", "gelu_pytorch_tanh", "gelu"),
+                   help="HF's GELU: gelu_new (GPT-2's default: tanh approximation from elementwise ops), "
+                        "gelu_pytorch_tanh (the same approximation, one kernel) or gelu (exact: what ours uses)")
     p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: leave as is)")
     p.add_argument("--peak-tflops", type=float, default=989.0, help="for MFU; H100 SXM bf16 dense = 989")
     args = p.parse_args()

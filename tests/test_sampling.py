@@ -7,7 +7,7 @@ import torch
 
 from sokhan.errors import SokhanError
 from sokhan.eval.bpc import bits_per_char, sequence_nll
-from sokhan.infer.sampling import SampleConfig, _held_back, filter_logits, generate_ids, stream_text
+from sokhan.infer.sampling import SampleConfig, _held_back, candidates, generate_ids, next_token, stream_text
 from sokhan.models import GPT, ModelConfig
 from sokhan.text.tokenizers import train_char
 
@@ -17,18 +17,46 @@ def tiny_model(block: int = 16, vocab: int = 50) -> GPT:
     return GPT(ModelConfig(vocab_size=vocab, block_size=block, n_layer=1, n_head=2, n_embd=16)).eval()
 
 
+def kept(logits: torch.Tensor, **kw) -> set[int]:
+    values, ids = candidates(logits, **kw)
+    ids = ids if ids is not None else torch.arange(logits.size(-1)).expand_as(logits)
+    return set(ids[torch.isfinite(values)].tolist())
+
+
 def test_top_k_keeps_exactly_k():
     logits = torch.tensor([[1.0, 5.0, 3.0, 4.0, 2.0]])
-    kept = torch.isfinite(filter_logits(logits, top_k=2))
-    assert kept.tolist() == [[False, True, False, True, False]]
+    assert kept(logits, top_k=2) == {1, 3}
+    assert kept(logits, top_k=0) == {0, 1, 2, 3, 4}
 
 
 def test_top_p_keeps_the_smallest_set_reaching_p():
-    probs = torch.tensor([[0.5, 0.3, 0.15, 0.05]])
-    kept = torch.isfinite(filter_logits(probs.log(), top_p=0.7))
-    assert kept.tolist() == [[True, True, False, False]]  # 0.5 < 0.7, 0.5 + 0.3 ≥ 0.7
-    assert torch.isfinite(filter_logits(probs.log(), top_p=0.5)).sum() == 1
-    assert torch.isfinite(filter_logits(probs.log(), top_p=1.0)).all()
+    logp = torch.tensor([[0.15, 0.5, 0.05, 0.3]]).log()
+    assert kept(logp, top_p=0.7) == {1, 3}  # 0.5 < 0.7, 0.5 + 0.3 ≥ 0.7
+    assert kept(logp, top_p=0.5) == {1}
+    assert kept(logp, top_p=1.0) == {0, 1, 2, 3}
+    assert kept(logp, top_k=3, top_p=0.7) == {1, 3}
+
+
+def test_sampling_follows_the_distribution():
+    """The exponential race draws each token with its probability (chi-square-free check: 4σ)."""
+    probs = torch.tensor([[0.6, 0.3, 0.1, 0.0]])
+    gen = torch.Generator().manual_seed(0)
+    cfg = SampleConfig(temperature=1.0)
+    n = 20000
+    draws = torch.cat([next_token(probs.log(), cfg, gen) for _ in range(n)]).flatten()
+    freq = torch.bincount(draws, minlength=4).double() / n
+    for p, f in zip(probs[0].tolist(), freq.tolist()):
+        assert abs(f - p) <= 4 * (p * (1 - p) / n) ** 0.5 + 1e-9
+    top1 = torch.cat([next_token(probs.log(), SampleConfig(top_k=1), gen) for _ in range(50)])
+    assert (top1 == 0).all()
+
+
+def test_broken_weights_are_an_error_not_garbage():
+    model = tiny_model()
+    with torch.no_grad():
+        model.lm_head.weight[3, 0] = float("nan")
+    with pytest.raises(SokhanError, match="not finite"):
+        list(generate_ids(model, [1, 2], SampleConfig(max_new_tokens=3)))
 
 
 def test_greedy_follows_argmax_of_full_forward():

@@ -16,7 +16,7 @@ from sokhan.errors import SokhanError
 CHOICES = {
     "positional": ("learned", "sinusoidal", "rope", "none"),
     "norm": ("layernorm", "rmsnorm"),
-    "activation": ("relu", "gelu", "swiglu"),
+    "activation": ("relu", "gelu", "gelu_tanh", "swiglu"),
     "attention": ("sdpa", "explicit"),
 }
 
@@ -36,7 +36,7 @@ class ModelConfig:
     positional: str = "learned"
     norm: str = "layernorm"
     prenorm: bool = True           # False: the paper's post-norm "Add & Norm"
-    activation: str = "gelu"
+    activation: str = "gelu"       # relu (paper) | gelu (exact, BERT/nanoGPT) | gelu_tanh (GPT-2) | swiglu
     tie_weights: bool = True       # share the final linear with the token embedding (paper §3.4)
     scale_embeddings: bool = False  # multiply embeddings by √d_model (paper §3.4)
     bias: bool = True
