@@ -5,6 +5,7 @@
     >>> print(lm.generate("الا یا ایها الساقی", max_new_tokens=50, seed=0))
     >>> for piece in lm.stream("دل"): print(piece, end="")
     >>> lm.bits_per_char("متنی برای سنجش")
+    >>> lm.chat([{"role": "user", "content": "سلام"}], max_new_tokens=40)
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch
 from torch import nn
 
 from sokhan.eval.bpc import bits_per_char, sequence_nll
+from sokhan.infer.chat import ChatTemplate, Message
 from sokhan.infer.sampling import SampleConfig, stream_text
 from sokhan.models import build_model
 from sokhan.models.config import ModelConfig
@@ -60,6 +62,24 @@ class LanguageModel:
 
     def generate(self, prompt: str = "", **sample: Any) -> str:
         return "".join(self.stream(prompt, **sample))
+
+    @property
+    def chat_template(self) -> ChatTemplate:
+        return ChatTemplate(self.tokenizer, self.normalize)
+
+    def chat_prompt(self, messages: list[Message] | list[dict], max_new_tokens: int) -> list[int]:
+        """Prompt ids for the next reply, the history trimmed so the reply fits the context."""
+        msgs = [m if isinstance(m, Message) else Message(m["role"], m["content"]) for m in messages]
+        room = max(self.block_size - max_new_tokens, self.block_size // 2)
+        return self.chat_template.prompt_ids(msgs, room)
+
+    def stream_chat(self, messages: list[Message] | list[dict], **sample: Any) -> Iterator[str]:
+        """Stream the assistant's reply to `messages` (dicts with role/content, or Message)."""
+        cfg = SampleConfig(**sample)
+        return stream_text(self.model, self.tokenizer, self.chat_prompt(messages, cfg.max_new_tokens), cfg)
+
+    def chat(self, messages: list[Message] | list[dict], **sample: Any) -> str:
+        return "".join(self.stream_chat(messages, **sample))
 
     def bits_per_char(self, text: str, stride: int | None = None) -> float:
         """Bits per character of `text` (normalized as in training, scored as one document)."""
