@@ -27,6 +27,7 @@ from sokhan.text.normalize import NormalizerConfig, PersianNormalizer
 from sokhan.text.tokenizers import Tokenizer
 from sokhan.train.checkpoint import load_weights, read_config, resolve_model_dir
 from sokhan.train.engine import resolve_device
+from sokhan.train.lora import apply_lora
 
 
 @dataclass
@@ -44,6 +45,8 @@ class LanguageModel:
         folder = resolve_model_dir(path)
         config = read_config(folder)
         model = build_model(ModelConfig.from_dict(config["model"]))
+        if "lora" in config:  # a LoRA fine-tune checkpoint: the base weights plus adapters
+            apply_lora(model, config["lora"]["targets"], config["lora"]["rank"], config["lora"]["alpha"])
         load_weights(model, folder)
         model.to(resolve_device(device)).eval()
         normalizer = PersianNormalizer(NormalizerConfig(**config.get("normalizer", {})))

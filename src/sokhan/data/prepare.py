@@ -89,8 +89,12 @@ def split_of(text: str, seed: int, val_fraction: float) -> str:
     `fatol-hafez` — open alike and so land in the same split, so val does not hold a text
     that train holds in another spelling (489 of the 495 ghazals open identically in both).
     """
-    opening = text.split("\n", 1)[0]
-    h = hashlib.blake2b(f"{seed}\x00".encode() + letters_key(opening).encode("utf-8"), digest_size=8).digest()
+    return hash_split(letters_key(text.split("\n", 1)[0]), seed, val_fraction)
+
+
+def hash_split(key: str, seed: int, val_fraction: float) -> str:
+    """'val' for a `val_fraction` of keys, by blake2b (never Python's per-process `hash()`)."""
+    h = hashlib.blake2b(f"{seed}\x00".encode() + key.encode("utf-8"), digest_size=8).digest()
     return "val" if int.from_bytes(h, "little") / 2.0**64 < val_fraction else "train"
 
 

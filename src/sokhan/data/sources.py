@@ -83,13 +83,13 @@ def _chain(readers) -> Iterator[str]:
 def _resolve(spec: str, text_field: str, doc_split: str, on_decode_error: str):
     """Check one spec and return a zero-argument function that yields its documents."""
     if spec == "hafez":
-        path = _package_file("hafez", "data/hafez.json")
+        path = package_file("hafez", "data/hafez.json")
         return lambda: _iter_hafez_json(path)
     if spec == "fatol-hafez":
-        path = _package_file("fatol_hafez", "ghazals.txt")
+        path = package_file("fatol_hafez", "ghazals.txt")
         return lambda: _iter_fatol_hafez(path)
     if spec.startswith("hf:"):
-        return _resolve_hf(spec[3:], text_field)
+        return resolve_hf(spec[3:], text_field)
     p = Path(spec).expanduser()
     if p.is_dir():
         files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in FOLDER_SUFFIXES)
@@ -108,7 +108,7 @@ def _resolve(spec: str, text_field: str, doc_split: str, on_decode_error: str):
 # --------------------------------------------------------------------------- files
 
 def _iter_file(path: Path, text_field: str, doc_split: str, on_decode_error: str) -> Iterator[str]:
-    lines = _iter_lines(path, on_decode_error)
+    lines = iter_lines(path, on_decode_error)
     if path.suffix.lower() in JSONL_SUFFIXES:
         yield from _iter_jsonl(path, lines, text_field)
         return
@@ -132,7 +132,7 @@ def _iter_file(path: Path, text_field: str, doc_split: str, on_decode_error: str
             yield "\n".join(buf)
 
 
-def _iter_lines(path: Path, on_decode_error: str) -> Iterator[tuple[int, str]]:
+def iter_lines(path: Path, on_decode_error: str) -> Iterator[tuple[int, str]]:
     """(line number, line without its line ending), decoding UTF-8 one line at a time.
 
     An undecodable line raises `SokhanError` naming file:line in 'fail' mode; in 'skip'
@@ -160,7 +160,8 @@ def _iter_lines(path: Path, on_decode_error: str) -> Iterator[tuple[int, str]]:
                       f"(first at line {bad_first})", CorpusWarning, stacklevel=1)
 
 
-def _iter_jsonl(path: Path, lines: Iterator[tuple[int, str]], text_field: str) -> Iterator[str]:
+def iter_jsonl_objects(path: Path, lines: Iterator[tuple[int, str]]) -> Iterator[tuple[int, dict]]:
+    """(line number, object) for each non-blank line; a bad line is a SokhanError naming file:line."""
     for lineno, line in lines:
         if not line.strip():
             continue
@@ -170,6 +171,11 @@ def _iter_jsonl(path: Path, lines: Iterator[tuple[int, str]], text_field: str) -
             raise SokhanError(f"{path}:{lineno}: not valid JSON ({e.msg} at column {e.colno})") from None
         if not isinstance(obj, dict):
             raise SokhanError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+        yield lineno, obj
+
+
+def _iter_jsonl(path: Path, lines: Iterator[tuple[int, str]], text_field: str) -> Iterator[str]:
+    for lineno, obj in iter_jsonl_objects(path, lines):
         if text_field not in obj:
             keys = ", ".join(sorted(map(str, obj))) or "none"
             raise SokhanError(f"{path}:{lineno}: no field '{text_field}' (fields: {keys}); "
@@ -182,7 +188,8 @@ def _iter_jsonl(path: Path, lines: Iterator[tuple[int, str]], text_field: str) -
 
 # --------------------------------------------------------------------------- Hugging Face
 
-def _resolve_hf(rest: str, text_field: str):
+def parse_hf(rest: str) -> tuple[str, str]:
+    """'NAME_OR_PATH[:SPLIT]' -> (name, split), checking a local folder is a saved dataset."""
     if not rest:
         raise SokhanError("hf: needs a dataset name or a save_to_disk folder: hf:NAME_OR_PATH[:SPLIT]")
     if Path(rest).expanduser().exists():
@@ -196,10 +203,16 @@ def _resolve_hf(rest: str, text_field: str):
     if local.is_dir() and not any((local / f).is_file() for f in ("dataset_dict.json", "dataset_info.json",
                                                                     "state.json")):
         raise SokhanError(f"hf:{name}: folder is not a saved Hugging Face dataset (made by save_to_disk)")
+    return name, split
+
+
+def resolve_hf(rest: str, text_field: str):
+    name, split = parse_hf(rest)
     return lambda: _iter_hf(name, split, text_field)
 
 
-def _iter_hf(name: str, split: str, text_field: str) -> Iterator[str]:
+def iter_hf_rows(name: str, split: str, columns: list[str] | None = None) -> Iterator[dict]:
+    """Rows (dicts of `columns`, or of all columns) of a saved-to-disk folder or a hub dataset (streamed)."""
     import datasets  # slow to import: only when a hf: source is actually read
 
     label = f"hf:{name}"
@@ -218,19 +231,26 @@ def _iter_hf(name: str, split: str, text_field: str) -> Iterator[str]:
             ds = datasets.load_dataset(name, split=split, streaming=True)
         except Exception as e:  # noqa: BLE001 - network, missing dataset, bad split...
             raise SokhanError(f"{label}:{split}: cannot load dataset ({_first_line(e)})") from None
-    columns = getattr(ds, "column_names", None)
-    if columns is not None and text_field not in columns:
-        raise SokhanError(f"{label}: no column '{text_field}' (columns: {', '.join(columns)}); "
+    present = getattr(ds, "column_names", None)
+    columns = columns or present
+    missing = [c for c in columns or [] if present is not None and c not in present]
+    if missing:
+        raise SokhanError(f"{label}: no column '{missing[0]}' (columns: {', '.join(present)}); "
                           f"choose one with --text-field")
-    if isinstance(ds, datasets.Dataset):  # in memory / memory-mapped: read the column in batches
-        rows = (t for batch in ds.select_columns([text_field]).iter(batch_size=1000) for t in batch[text_field])
+    if isinstance(ds, datasets.Dataset):  # in memory / memory-mapped: read the columns in batches
+        for batch in ds.select_columns(columns).iter(batch_size=1000):
+            yield from (dict(zip(columns, values)) for values in zip(*(batch[c] for c in columns)))
     else:
-        rows = (row.get(text_field) for row in ds)
-    for i, value in enumerate(rows):
+        yield from ({c: row.get(c) for c in columns} if columns else row for row in ds)
+
+
+def _iter_hf(name: str, split: str, text_field: str) -> Iterator[str]:
+    for i, row in enumerate(iter_hf_rows(name, split, [text_field])):
+        value = row[text_field]
         if value is None:
             continue
         if not isinstance(value, str):
-            raise SokhanError(f"{label}: row {i}: column '{text_field}' is {type(value).__name__}, not a string")
+            raise SokhanError(f"hf:{name}: row {i}: column '{text_field}' is {type(value).__name__}, not a string")
         yield value
 
 
@@ -241,7 +261,7 @@ def _first_line(e: BaseException) -> str:
 
 # --------------------------------------------------------------------------- embedded Hafez
 
-def _package_file(package: str, relative: str) -> Path:
+def package_file(package: str, relative: str) -> Path:
     """A data file inside an installed package, found without importing the package.
 
     (`hafez/__init__` imports requests and pandas; we only want its JSON.)
@@ -377,7 +397,7 @@ def _iter_fatol_hafez(path: Path) -> Iterator[str]:
     couplets are grouped in fixed runs of 8 (about the median ghazal) instead.
     """
     try:
-        hafez_path: Path | None = _package_file("hafez", "data/hafez.json")
+        hafez_path: Path | None = package_file("hafez", "data/hafez.json")
     except SokhanError:
         hafez_path = None
     couplets = _read_couplets(path)

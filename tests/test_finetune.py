@@ -1,0 +1,128 @@
+"""Fine-tuning: the chat template, conversation sources, packing, full and LoRA training, merging."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from sokhan.api import LanguageModel
+from sokhan.data.conversations import iter_conversations
+from sokhan.data.prepare import PrepareConfig, prepare
+from sokhan.errors import SokhanError
+from sokhan.infer.chat import ChatTemplate, Message
+from sokhan.models.gpt import IGNORE_INDEX
+from sokhan.train.engine import TrainConfig
+from sokhan.train.finetune import FINETUNE_DEFAULTS, FinetuneConfig, finetune, pack
+from sokhan.train.pretrain import pretrain
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("base")
+    data = prepare(PrepareConfig(source="hafez", out_dir=str(root / "data"), vocab_size=400), progress=False)
+    pretrain(TrainConfig(data=str(data), out_dir=str(root / "run"), preset="tiny", max_steps=20, batch_size=8,
+                         eval_interval=1000, eval_iters=2, progress=False, device="cpu"),
+             dict(n_layer=2, n_head=2, n_embd=32, block_size=64))
+    return root / "run"
+
+
+@pytest.fixture
+def sft_file(tmp_path) -> Path:
+    path = tmp_path / "sft.jsonl"
+    rows = [{"prompt": f"سلام {i}", "response": "درود بر تو، خوش آمدی"} for i in range(40)]
+    rows += [{"messages": [{"role": "system", "content": "تو حافظی"}, {"role": "user", "content": f"شعر {i}"},
+                           {"role": "assistant", "content": "الا یا ایها الساقی"}]} for i in range(40)]
+    path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows), encoding="utf-8")
+    return path
+
+
+def test_template_labels_only_the_assistant(base):
+    lm = LanguageModel.load(base)
+    template = ChatTemplate(lm.tokenizer, lm.normalize)
+    msgs = [Message("system", "س"), Message("user", "سلام"), Message("assistant", "درود")]
+    ids, labels = template.encode(msgs)
+    tok = lm.tokenizer
+    assert ids[0] == tok.bos_id and ids[1] == tok.token_id("<|system|>")
+    reply = tok.encode("درود") + [tok.token_id("<|end|>")]
+    assert [t for t in labels if t != IGNORE_INDEX] == reply
+    assert ids[-len(reply):] == reply
+    prompt = template.encode(msgs[:2], add_generation_prompt=True)[0]
+    assert prompt[-1] == tok.token_id("<|assistant|>")
+
+
+def test_history_trimming_keeps_system_and_latest_turn(base):
+    lm = LanguageModel.load(base)
+    template = ChatTemplate(lm.tokenizer, lm.normalize)
+    system = Message("system", "تو حافظی")
+    turns = [Message("user" if i % 2 == 0 else "assistant", f"پیام شماره {i} " * 3) for i in range(21)]
+    ids = template.prompt_ids([system, *turns], max_tokens=60)
+    assert len(ids) <= 60
+    text = lm.tokenizer.decode(ids)
+    assert "تو حافظی" in text and "پیام شماره ۲۰" in text and "پیام شماره ۰ " not in text
+    with pytest.raises(SokhanError, match="unknown role"):
+        template.prompt_ids([Message("robot", "hi")], 60)
+
+
+def test_conversation_sources(sft_file, tmp_path):
+    convs = list(iter_conversations(str(sft_file)))
+    assert len(convs) == 80 and convs[0][1] == Message("assistant", "درود بر تو، خوش آمدی")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "a", "response": "b"}\n{"messages": [{"role": "bot", "content": "x"}]}\n')
+    with pytest.raises(SokhanError, match="bad.jsonl:2"):
+        list(iter_conversations(str(bad)))
+    import datasets
+
+    datasets.Dataset.from_dict({"prompt": ["سلام"], "response": ["درود"]}).save_to_disk(str(tmp_path / "hf"))
+    assert list(iter_conversations(f"hf:{tmp_path / 'hf'}")) == [[Message("user", "سلام"), Message("assistant", "درود")]]
+    chatterbot = list(iter_conversations("chatterbot"))
+    assert len(chatterbot) > 500 and all(c[0].role == "user" and c[1].role == "assistant" for c in chatterbot)
+
+
+def test_packing_keeps_rows_with_targets(base, sft_file):
+    lm = LanguageModel.load(base)
+    rows, labels = pack(list(iter_conversations(str(sft_file))), ChatTemplate(lm.tokenizer, lm.normalize), 64)
+    assert rows.shape[1] == labels.shape[1] == 65
+    assert ((labels[:, 1:] != IGNORE_INDEX).sum(dim=1) > 0).all()
+    real = labels != IGNORE_INDEX
+    assert torch.equal(rows[real], labels[real])  # a label is the token at its own position
+
+
+def run_finetune(base: Path, data: Path, out: Path, **ft) -> object:
+    cfg = TrainConfig(**{**FINETUNE_DEFAULTS.__dict__, "out_dir": str(out), "max_steps": 40, "eval_interval": 20,
+                         "batch_size": 8, "progress": False, "device": "cpu", "lr": 3e-3})
+    return finetune(FinetuneConfig(base=str(base), data=str(data), val_fraction=0.2, **ft), cfg)
+
+
+def test_full_finetune_learns_the_replies(base, sft_file, tmp_path):
+    result = run_finetune(base, sft_file, tmp_path / "chat")
+    vals = [r["loss"] for r in result.history if r["split"] == "val"]
+    assert vals[-1] < vals[0]
+    lm = LanguageModel.load(tmp_path / "chat")
+    assert lm.config["chat_template"] == "sokhan-chat-v1"
+    reply = lm.chat([{"role": "user", "content": "سلام ۳"}], max_new_tokens=20, temperature=0)
+    assert "درود" in reply  # the trained answer, greedy
+
+
+def test_lora_trains_adapters_only_and_merges_exactly(base, sft_file, tmp_path):
+    run_finetune(base, sft_file, tmp_path / "lora", lora=True, merge=True, lora_rank=4)
+    adapted = LanguageModel.load(tmp_path / "lora")
+    merged = LanguageModel.load(tmp_path / "lora" / "merged")
+    original = LanguageModel.load(base)
+    x = torch.randint(0, adapted.tokenizer.vocab_size, (2, 30))
+    with torch.no_grad():
+        a, m, o = adapted.model(x)[0], merged.model(x)[0], original.model(x)[0]
+    assert torch.allclose(a, m, atol=1e-5)
+    assert not torch.allclose(a, o, atol=1e-3)  # the adapters changed the model
+    from safetensors.torch import load_file
+
+    adapter = load_file(tmp_path / "lora" / "adapter" / "adapter.safetensors")
+    assert adapter and all(".lora_" in k for k in adapter)
+    # the base weights inside the LoRA checkpoint are untouched
+    base_w = original.model.state_dict()["blocks.0.attn.qkv.weight"]
+    assert torch.equal(adapted.model.state_dict()["blocks.0.attn.qkv.base.weight"], base_w)
+
+
+def test_merge_without_lora_is_a_user_error(base, sft_file, tmp_path):
+    with pytest.raises(SokhanError, match="needs --lora"):
+        run_finetune(base, sft_file, tmp_path / "x", merge=True)
