@@ -66,9 +66,11 @@ def test_missing_model_and_file(tmp_path):
 def test_demo_end_to_end_then_sample_and_eval(tmp_path):
     out = tmp_path / "demo"
     proc = sokhan("demo", "--steps", "30", "--eval-interval", "15", "--preset", "tiny", "--out-dir", str(out),
-                  "--no-progress")
+                  "--chat-steps", "12", "--no-progress")
     assert proc.returncode == 0, proc.stderr
     assert "bits per character" in proc.stderr
+    assert f"sokhan chat {out / 'chat'}" in proc.stderr.replace("\n", "")
+    assert (out / "chat" / "checkpoints" / "latest").is_file()
     model = out / "pretrain"
     assert (model / "checkpoints" / "latest").is_file()
     assert (model / "loss.png").is_file()

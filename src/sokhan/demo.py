@@ -1,22 +1,24 @@
 """Recipe: the main job. With no data and no network, tell the whole story on the Divan of Hafez.
 
 prepare (normalize, train a BPE tokenizer, write shards) → pretrain a small GPT on the CPU
-→ report validation bits per character → sample a few couplets → leave a model folder
-that `sokhan sample` loads.
+→ report validation bits per character → sample a few couplets → fine-tune it on the
+Persian dialogs of `chatterbot-corpus` → a chat model that `sokhan chat` loads.
 """
 
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import ClassVar
 
 from rich.console import Console
 from rich.panel import Panel
 
+from sokhan.api import LanguageModel
 from sokhan.data.prepare import PrepareConfig, prepare
 from sokhan.train.engine import TrainConfig
+from sokhan.train.finetune import FINETUNE_DEFAULTS, FinetuneConfig, finetune
 from sokhan.train.pretrain import pretrain
 
 PROMPTS = ["الا یا ایها الساقی", "دل", "صبا"]
@@ -36,6 +38,7 @@ class DemoConfig:
     batch_size: int = 16
     lr: float = 2e-3
     eval_interval: int = 250
+    chat_steps: int = 300        # supervised fine-tuning steps on the Persian dialogs (0: skip)
     device: str = "auto"
     seed: int = 1337
     progress: bool = True
@@ -56,8 +59,6 @@ def run_demo(cfg: DemoConfig, console: Console) -> Path:
         shutil.rmtree(out / "pretrain")
     result = pretrain(train_cfg, console=console)
     console.rule("[bold]3 · sample: the model continues a few openings")
-    from sokhan.api import LanguageModel
-
     lm = LanguageModel.load(result.run_dir, device=cfg.device)
     for i, prompt in enumerate(PROMPTS):
         text = prompt + lm.generate(prompt, max_new_tokens=60, temperature=0.8, top_k=50, seed=cfg.seed + i)
@@ -66,5 +67,22 @@ def run_demo(cfg: DemoConfig, console: Console) -> Path:
     console.print(f"validation: {bpc} bits per character after {result.step} steps "
                   f"({result.tokens:,} tokens, {result.elapsed:.0f}s of training)")
     console.print(f"loss curve: {result.run_dir / 'loss.png'}")
-    console.print(f"try: [bold]sokhan sample {result.run_dir} --prompt \"دل\"[/]")
-    return result.run_dir
+    if cfg.chat_steps <= 0:
+        console.print(f"try: [bold]sokhan sample {result.run_dir} --prompt \"دل\"[/]")
+        return result.run_dir
+    console.rule("[bold]4 · fine-tune: turn the poet into a chat model on Persian dialogs (chatterbot-corpus)")
+    chat_dir = out / "chat"
+    if chat_dir.exists():
+        shutil.rmtree(chat_dir)
+    chat_cfg = replace(FINETUNE_DEFAULTS, out_dir=str(chat_dir), max_steps=cfg.chat_steps, batch_size=cfg.batch_size,
+                       eval_interval=max(1, cfg.chat_steps // 3), device=cfg.device, seed=cfg.seed,
+                       progress=cfg.progress, keep_checkpoints=1)
+    chat = finetune(FinetuneConfig(base=str(result.run_dir), data="chatterbot"), chat_cfg, console)
+    lm = LanguageModel.load(chat.run_dir, device=cfg.device)
+    for question in ("سلام، حالت چطوره؟", "کامپیوتر چیه؟"):
+        reply = lm.chat([{"role": "user", "content": question}], max_new_tokens=40, temperature=0.7, top_k=50,
+                        seed=cfg.seed)
+        console.print(Panel(f"you › {question}\nbot › {reply.strip()}", expand=False))
+    console.print(f"pretrained model: {result.run_dir}   chat model: {chat.run_dir}")
+    console.print(f"run [bold]sokhan chat {chat.run_dir}[/]")
+    return chat.run_dir
