@@ -82,6 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_flags(p, TrainConfig)
     add_config_flags(p, ModelConfig)
 
+    from sokhan.train.finetune import FinetuneConfig
+
+    p = sub.add_parser("finetune", help="supervised fine-tuning on conversations (full or LoRA): a chat model")
+    p.add_argument("--config", help="TOML file with [finetune] and [train] tables")
+    add_config_flags(p, FinetuneConfig)
+    add_config_flags(p, TrainConfig, skip=("data", "preset"))
+
     p = sub.add_parser("sample", help="generate text from a trained model (streams to the terminal)")
     p.add_argument("model", help="model or run folder")
     p.add_argument("--prompt", default="", help="text to continue")
@@ -90,10 +97,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="TOML file with a [sample] table")
     add_config_flags(p, SampleConfig)
 
+    p = sub.add_parser("chat", help="chat with a model in the terminal (/help inside lists the commands)")
+    p.add_argument("model", help="model or run folder")
+    p.add_argument("--system", default="", help="system prompt (change it inside with /system)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--config", help="TOML file with a [sample] table")
+    add_config_flags(p, SampleConfig)
+
     p = sub.add_parser("eval", help="bits per character of a text file under a model")
     p.add_argument("model", help="model or run folder")
     p.add_argument("file", help="UTF-8 text file")
     p.add_argument("--stride", type=int, default=None, help="sliding-window stride in tokens (default: block/2)")
+    p.add_argument("--device", default="auto")
+
+    p = sub.add_parser("serve", help="an OpenAI-compatible HTTP API and a web chat page for a model")
+    p.add_argument("model", help="model or run folder")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' on every /v1 request")
+    p.add_argument("--max-tokens-cap", type=int, default=None,
+                   help="largest max_tokens a request may ask for (default: the model's context)")
+    p.add_argument("--model-name", default=None, help="the model's id in the API (default: the folder's name)")
     p.add_argument("--device", default="auto")
     return parser
 
@@ -126,6 +150,21 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from sokhan.config import load_config
+    from sokhan.train.engine import TrainConfig
+    from sokhan.train.finetune import FINETUNE_DEFAULTS, FinetuneConfig, finetune
+
+    ft = load_config(FinetuneConfig, args.config, given(args, FinetuneConfig))
+    cfg = load_config(TrainConfig, args.config, given(args, TrainConfig), base=FINETUNE_DEFAULTS)
+    result = finetune(ft, cfg, console)
+    if result.interrupted:
+        console.print(f"stopped at step {result.step}; continue with the same command and --resume")
+        return 130
+    console.print(f"done: {result.step} steps in {result.elapsed:.0f}s; chat with: sokhan chat {result.run_dir}")
+    return 0
+
+
 def cmd_sample(args: argparse.Namespace) -> None:
     from sokhan.api import LanguageModel
     from sokhan.config import load_config
@@ -143,6 +182,17 @@ def cmd_sample(args: argparse.Namespace) -> None:
             out.write(piece)
             out.flush()
         out.write("\n")
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    from sokhan.api import LanguageModel
+    from sokhan.config import load_config
+    from sokhan.infer.sampling import SampleConfig
+    from sokhan.infer.terminal_chat import TerminalChat
+
+    cfg = load_config(SampleConfig, args.config, given(args, SampleConfig))
+    lm = LanguageModel.load(args.model, device=args.device)
+    return TerminalChat(lm, cfg, system=args.system).run()
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
@@ -171,11 +221,25 @@ def cmd_demo(args: argparse.Namespace) -> None:
     run_demo(load_config(DemoConfig, None, given(args, DemoConfig)), console)
 
 
+def cmd_serve(args: argparse.Namespace) -> None:
+    from sokhan.api import LanguageModel
+    from sokhan.serve import default_model_name, serve
+
+    if not 0 <= args.port <= 65535:
+        raise SokhanError(f"--port {args.port} is not a TCP port (0-65535)")
+    if args.max_tokens_cap is not None and args.max_tokens_cap < 1:
+        raise SokhanError("--max-tokens-cap must be ≥ 1")
+    lm = LanguageModel.load(args.model, device=args.device)
+    name = args.model_name or default_model_name(args.model)
+    serve(lm, args.host, args.port, model_name=name, api_key=args.api_key, max_tokens_cap=args.max_tokens_cap,
+          announce=console.print)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    handlers = {"prepare": cmd_prepare, "pretrain": cmd_pretrain, "sample": cmd_sample, "eval": cmd_eval,
-                "demo": cmd_demo}
+    handlers = {"prepare": cmd_prepare, "pretrain": cmd_pretrain, "finetune": cmd_finetune, "sample": cmd_sample, "eval": cmd_eval,
+                "demo": cmd_demo, "chat": cmd_chat, "serve": cmd_serve}
     try:
         return handlers[args.command](args) or 0
     except SokhanError as e:

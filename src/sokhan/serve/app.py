@@ -1,0 +1,314 @@
+"""The HTTP server: OpenAI's completions and chat-completions API over one sokhan model, plus a chat page.
+
+    sokhan serve runs/demo/pretrain --port 8000
+    curl localhost:8000/v1/chat/completions -d '{"messages": [{"role": "user", "content": "سلام"}]}'
+
+OpenAI's wire format is what clients, SDKs and tools already speak, so the official `openai`
+package (or anything built on it) works against a local model by changing `base_url`.
+Streaming uses OpenAI's server-sent events: `data: {chunk}` per text piece, a last chunk with
+`finish_reason`, then `data: [DONE]`.
+
+Bad input is always a 4xx with OpenAI's error body (see `errors.py`). Generation runs on the
+model's worker thread (see `worker.py`), so the event loop only moves bytes; each request
+watches for its client going away and cancels its job, which frees the model at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+from starlette.types import Receive, Scope, Send
+
+from sokhan.api import LanguageModel
+from sokhan.errors import SokhanError
+from sokhan.infer.sampling import SampleConfig
+from sokhan.serve.errors import APIError, install_handlers
+from sokhan.serve.schemas import ChatRequest, CompletionRequest, SamplingFields
+from sokhan.serve.worker import Job, ModelWorker, Progress
+
+MAX_BODY_BYTES = 1 << 20  # 1 MiB: far more than any context this workbench trains
+COMPLETION_DEFAULT_TOKENS = 16  # OpenAI's default for /v1/completions; chat defaults to the cap
+STATIC = resources.files("sokhan.serve") / "static"
+
+
+def default_model_name(path: str | Path) -> str:
+    """The folder's name; for a checkpoint inside a run (`run/checkpoints/step-…`), the run's."""
+    p = Path(path).resolve()
+    return p.parent.parent.name if p.parent.name == "checkpoints" else p.name
+
+
+def sse(data: dict | str) -> str:
+    return f"data: {data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with a 413 past `limit` bytes (announced or actually sent)."""
+    too_large = APIError(413, f"request body is larger than {limit} bytes", None, "request_too_large")
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise too_large
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def watch_disconnect(request: Request, job: Job) -> None:
+    """Abandon `job` when the client hangs up (the body is read, so the next message is the hang-up)."""
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            job.abandon()
+            return
+
+
+class JobStream(StreamingResponse):
+    """A streaming reply that, however it ends (done, client gone, server stopping), frees the model."""
+
+    def __init__(self, content: AsyncIterator[str], job: Job, watcher: asyncio.Task):
+        super().__init__(content, media_type="text/event-stream",
+                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        self.job, self.watcher = job, watcher
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.job.abandon()
+            self.watcher.cancel()
+
+
+class Server:
+    """The state one app needs: the model's worker, its name and limits, the API key."""
+
+    def __init__(self, lm: LanguageModel, model_name: str, api_key: str | None, max_tokens_cap: int,
+                 max_body_bytes: int):
+        self.lm, self.model_name, self.api_key = lm, model_name, api_key
+        self.cap, self.max_body_bytes = max_tokens_cap, max_body_bytes
+        self.worker = ModelWorker(lm)
+        self.created = int(time.time())
+
+    # --- requests -------------------------------------------------------------------------------
+
+    def check_key(self, request: Request) -> None:
+        if self.api_key is None:
+            return
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), self.api_key.encode()):
+            raise APIError(401, "missing or incorrect API key: send 'Authorization: Bearer KEY'",
+                           None, "invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
+
+    def max_tokens(self, requested: int | None, default: int, param: str) -> int:
+        n = default if requested is None else requested
+        if n > self.cap:
+            raise APIError(400, f"{param} is {n}, more than this server allows ({self.cap}; the model's context "
+                           f"is {self.lm.block_size} tokens)", param, "max_tokens_too_large")
+        return n
+
+    def sample_config(self, req: SamplingFields, max_tokens: int) -> SampleConfig:
+        return SampleConfig(max_new_tokens=max_tokens, temperature=req.temperature, top_k=req.top_k,
+                            top_p=req.top_p, seed=req.seed, stop=req.stop_list())
+
+    def completion_prompt(self, prompt: str) -> list[int]:
+        ids = self.lm.encode_prompt(prompt)
+        if len(ids) > self.lm.block_size:
+            raise APIError(400, f"the prompt is {len(ids)} tokens; this model's context is {self.lm.block_size}",
+                           "prompt", "context_length_exceeded")
+        return ids
+
+    # --- replies --------------------------------------------------------------------------------
+
+    async def run(self, request: Request, prompt_ids: list[int], cfg: SampleConfig, stream: bool, reply: Reply,
+                  ) -> Response:
+        """Submit the job; answer with the whole reply, or stream it once the first event is in.
+
+        Waiting for the first event before answering means an error at the first token
+        (broken weights) is still a proper error status, not a broken stream.
+        """
+        job = self.worker.submit(prompt_ids, cfg)
+        watcher = asyncio.create_task(watch_disconnect(request, job))
+        handed_over = False
+        try:
+            kind, value = await job.next_event()
+            if stream and kind in ("text", "done"):
+                handed_over = True
+                return JobStream(self.stream_events(job, kind, value, reply), job, watcher)
+            pieces = []
+            while kind == "text":
+                pieces.append(value)
+                kind, value = await job.next_event()
+            if kind == "error":
+                raise value
+            if kind == "cancelled":
+                return Response(status_code=499)  # the client is gone; nobody reads this
+            return JSONResponse(reply.whole("".join(pieces), value))
+        finally:
+            if not handed_over:
+                job.abandon()
+                watcher.cancel()
+
+    async def stream_events(self, job: Job, kind: str, value: Any, reply: Reply) -> AsyncIterator[str]:
+        if reply.chat:
+            yield sse(reply.chunk({"role": "assistant", "content": ""}, None))
+        while kind == "text":
+            yield sse(reply.chunk(value, None))
+            kind, value = await job.next_event()
+        if kind == "done":
+            yield sse(reply.chunk("", value.finish_reason))
+            if reply.include_usage:
+                yield sse({**reply.envelope([]), "usage": reply.usage(value)})
+            yield sse("[DONE]")
+        elif kind == "error":
+            message = str(value) if isinstance(value, SokhanError) else f"generation failed: {type(value).__name__}"
+            yield sse({"error": {"message": message, "type": "server_error", "param": None, "code": None}})
+        # "cancelled": the client is gone, there is no one to write to
+
+
+class Reply:
+    """The bodies of one reply in OpenAI's format: streamed chunks share one id and timestamp, as OpenAI's do."""
+
+    def __init__(self, server: Server, chat: bool, prompt_ids: list[int], include_usage: bool = False):
+        self.server, self.chat, self.prompt_ids, self.include_usage = server, chat, prompt_ids, include_usage
+        self.id = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex[:24]}"
+        self.created = int(time.time())
+
+    def envelope(self, choices: list[dict], whole: bool = False) -> dict:
+        obj = ("chat.completion" if whole else "chat.completion.chunk") if self.chat else "text_completion"
+        return {"id": self.id, "object": obj, "created": self.created, "model": self.server.model_name,
+                "system_fingerprint": None, "choices": choices}
+
+    def chunk(self, piece: str | dict, finish_reason: str | None) -> dict:
+        """A streamed chunk: `piece` is text, or for chat a whole delta (the opening role)."""
+        if self.chat:
+            delta = piece if isinstance(piece, dict) else ({"content": piece} if piece else {})
+            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+        else:
+            choice = {"index": 0, "text": piece, "logprobs": None, "finish_reason": finish_reason}
+        return self.envelope([choice])
+
+    def whole(self, text: str, progress: Progress) -> dict:
+        """The non-streamed body, with `usage`."""
+        if self.chat:
+            choice = {"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None,
+                      "finish_reason": progress.finish_reason}
+        else:
+            choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": progress.finish_reason}
+        return {**self.envelope([choice], whole=True), "usage": self.usage(progress)}
+
+    def usage(self, progress: Progress) -> dict[str, int]:
+        n = len(self.prompt_ids)
+        return {"prompt_tokens": n, "completion_tokens": progress.tokens, "total_tokens": n + progress.tokens}
+
+
+def create_app(lm: LanguageModel, *, model_name: str | None = None, api_key: str | None = None,
+               max_tokens_cap: int | None = None, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
+    """The ASGI app serving `lm`. `max_tokens_cap` defaults to the model's context (block size)."""
+    cap = lm.block_size if max_tokens_cap is None else max_tokens_cap
+    if cap < 1:
+        raise SokhanError("--max-tokens-cap must be ≥ 1")
+    server = Server(lm, model_name or default_model_name(lm.path), api_key or None, cap, max_body_bytes)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        server.worker.start()
+        yield
+        server.worker.close()
+
+    app = FastAPI(title="sokhan", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.server = server
+    install_handlers(app)
+    v1 = APIRouter(prefix="/v1", dependencies=[Depends(server.check_key)])
+
+    @v1.get("/models")
+    async def list_models() -> dict:
+        return {"object": "list", "data": [model_card(server)]}
+
+    @v1.get("/models/{name:path}")
+    async def get_model(name: str) -> dict:
+        if name != server.model_name:
+            raise APIError(404, f"no model '{name}' here; this server serves '{server.model_name}'", "model",
+                           "model_not_found")
+        return model_card(server)
+
+    @v1.post("/completions")
+    async def completions(request: Request) -> Response:
+        req = CompletionRequest.model_validate_json(await read_body(request, server.max_body_bytes))
+        n = server.max_tokens(req.max_tokens, min(COMPLETION_DEFAULT_TOKENS, server.cap), "max_tokens")
+        cfg = server.sample_config(req, n)
+        ids = await run_in_threadpool(server.completion_prompt, req.prompt)
+        reply = Reply(server, chat=False, prompt_ids=ids, include_usage=req.include_usage)
+        return await server.run(request, ids, cfg, req.stream, reply)
+
+    @v1.post("/chat/completions")
+    async def chat_completions(request: Request) -> Response:
+        req = ChatRequest.model_validate_json(await read_body(request, server.max_body_bytes))
+        param = "max_completion_tokens" if req.max_completion_tokens is not None else "max_tokens"
+        n = server.max_tokens(req.requested_tokens(), server.cap, param)
+        cfg = server.sample_config(req, n)
+        messages = [m.to_message() for m in req.messages]
+        ids = await run_in_threadpool(lm.chat_prompt, messages, n)
+        reply = Reply(server, chat=True, prompt_ids=ids, include_usage=req.include_usage)
+        return await server.run(request, ids, cfg, req.stream, reply)
+
+    app.include_router(v1)
+
+    @app.get("/health")
+    async def health() -> dict:
+        """Public: what the chat page needs before it can talk to /v1 (the name, whether a key is needed)."""
+        return {"status": "ok", "model": server.model_name, "api_key_required": server.api_key is not None,
+                "max_tokens_cap": server.cap, "context": lm.block_size}
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(str(STATIC / "index.html"), headers={"Cache-Control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
+    return app
+
+
+def model_card(server: Server) -> dict:
+    return {"id": server.model_name, "object": "model", "created": server.created, "owned_by": "sokhan",
+            "context_length": server.lm.block_size, "max_tokens_cap": server.cap}
+
+
+def serve(lm: LanguageModel, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info",
+          announce: Callable[[str], object] = print, **app_options: Any) -> None:
+    """Run the server in the foreground until Ctrl-C.
+
+    The socket is bound here rather than by uvicorn so that a taken port or a bad address is
+    one SokhanError line (uvicorn would log it and exit the process).
+    """
+    import uvicorn
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except (OSError, OverflowError) as e:
+        sock.close()
+        raise SokhanError(f"cannot listen on {host}:{port}: {getattr(e, 'strerror', None) or e}") from None
+    app = create_app(lm, **app_options)
+    name = app.state.server.model_name
+    shown = f"[{host}]" if family == socket.AF_INET6 else host
+    announce(f"serving '{name}' at http://{shown}:{port}/ (chat page) and http://{shown}:{port}/v1 "
+             f"(OpenAI API); Ctrl-C stops")
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5)
+    uvicorn.Server(config).run(sockets=[sock])

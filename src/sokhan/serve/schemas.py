@@ -1,0 +1,85 @@
+"""The request bodies the server accepts: OpenAI's fields that a single local model can honour.
+
+Models are strict (a string where a number belongs is an error, not coerced) and are
+validated straight from the JSON text, so malformed JSON and wrong types both end up as one
+pydantic error that `errors.from_validation` turns into a 400. Fields OpenAI defines that do
+not apply here (`logprobs`, `presence_penalty`, `user`, ...) are accepted and ignored, as
+OpenAI-compatible servers commonly do, so stock clients work unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from sokhan.infer.chat import Message
+
+# torch.Generator.manual_seed accepts exactly this range
+SEED_MIN, SEED_MAX = -(2**63), 2**64 - 1
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+
+class StreamOptions(_Strict):
+    include_usage: bool = False
+
+
+class SamplingFields(_Strict):
+    """What both endpoints share."""
+
+    model: str | None = None  # one model per server: any name is accepted, replies carry the server's
+    max_tokens: Annotated[int, Field(ge=1)] | None = None
+    temperature: Annotated[float, Field(ge=0, le=2)] = 1.0
+    top_p: Annotated[float, Field(gt=0, le=1)] = 1.0
+    top_k: Annotated[int, Field(ge=0)] = 0  # not OpenAI's; 0 = off
+    stop: str | Annotated[list[str], Field(max_length=4)] | None = None
+    seed: Annotated[int, Field(ge=SEED_MIN, le=SEED_MAX)] | None = None
+    n: int = 1
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+
+    @field_validator("n")
+    @classmethod
+    def _one_choice(cls, n: int) -> int:
+        if n != 1:
+            raise ValueError("only n=1 is supported (one model, one reply per request)")
+        return n
+
+    def stop_list(self) -> list[str]:
+        stops = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
+        return [s for s in stops if s]
+
+    @property
+    def include_usage(self) -> bool:
+        return bool(self.stream_options and self.stream_options.include_usage)
+
+
+class CompletionRequest(SamplingFields):
+    prompt: str
+
+
+class TextPart(_Strict):
+    type: Literal["text"]
+    text: str
+
+
+class ChatMessage(_Strict):
+    # "developer" is what newer OpenAI clients call the system prompt
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | Annotated[list[TextPart], Field(min_length=1)]
+    name: str | None = None
+
+    def to_message(self) -> Message:
+        content = self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
+        return Message("system" if self.role == "developer" else self.role, content)
+
+
+class ChatRequest(SamplingFields):
+    messages: Annotated[list[ChatMessage], Field(min_length=1)]
+    max_completion_tokens: Annotated[int, Field(ge=1)] | None = None  # the newer name of max_tokens
+
+    def requested_tokens(self) -> int | None:
+        return self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens

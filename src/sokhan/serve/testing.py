@@ -1,0 +1,82 @@
+"""Helpers shared by the server's tests and its load benchmark: a tiny model, a server in a thread.
+
+Both need a real model and a real uvicorn listening on 127.0.0.1, not a test client, because
+what they check (streaming, concurrent clients, hang-ups) lives in the HTTP layer.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+TINY_MODEL = dict(n_layer=2, n_head=2, n_embd=32, block_size=64)
+
+
+def train_tiny_model(folder: str | Path, max_steps: int = 30, model: dict[str, Any] | None = None) -> Path:
+    """Prepare the embedded Hafez corpus (BPE, 400 tokens) and pretrain a tiny GPT on it; a few seconds on CPU.
+
+    Returns the run folder, which `LanguageModel.load` accepts.
+    """
+    from rich.console import Console
+
+    from sokhan.data.prepare import PrepareConfig, prepare
+    from sokhan.train.engine import TrainConfig
+    from sokhan.train.pretrain import pretrain
+
+    folder = Path(folder)
+    data = prepare(PrepareConfig(source="hafez", out_dir=str(folder / "data"), tokenizer="bpe", vocab_size=400),
+                   progress=False)
+    cfg = TrainConfig(data=str(data), out_dir=str(folder / "run"), preset="tiny", max_steps=max_steps, batch_size=8,
+                      eval_interval=1000, eval_iters=2, warmup_steps=2, progress=False, device="cpu")
+    result = pretrain(cfg, dict(TINY_MODEL, **(model or {})), Console(stderr=True, quiet=True))
+    return Path(result.run_dir)
+
+
+class ServerThread:
+    """A uvicorn server for `app` on 127.0.0.1, on a port the OS picks, in a background thread.
+
+        with ServerThread(app) as server:
+            httpx.get(server.url + "/health")
+
+    The socket is bound before the thread starts, so the port is known and free, and there is
+    no race with another process picking it.
+    """
+
+    def __init__(self, app: Any, host: str = "127.0.0.1", start_timeout: float = 30.0):
+        import uvicorn
+
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((host, 0))
+        self.host, self.port = host, self.sock.getsockname()[1]
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True,
+                                       name=f"uvicorn-{self.port}")
+        self.start_timeout = start_timeout
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> ServerThread:
+        self.thread.start()
+        deadline = time.monotonic() + self.start_timeout
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"the test server on port {self.port} did not start")
+            time.sleep(0.02)
+        return self
+
+    def stop(self, timeout: float = 15.0) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout)
+        self.sock.close()
+
+    def __enter__(self) -> ServerThread:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,388 @@
+"""`sokhan serve` as clients meet it: a real uvicorn on 127.0.0.1, the official `openai` client, raw HTTP.
+
+A tiny model is trained once (seconds). Generation is checked against the Python API with the
+same seed, so the server is shown to produce exactly the library's text, streamed or not,
+alone or with other clients at once. A second server wraps the model so that it is slow and
+never ends a reply by itself; with it, a client that hangs up can be seen to free the model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+httpx = pytest.importorskip("httpx")
+openai = pytest.importorskip("openai")
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
+
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+from sokhan.api import LanguageModel  # noqa: E402
+from sokhan.serve import create_app  # noqa: E402
+from sokhan.serve.testing import ServerThread, train_tiny_model  # noqa: E402
+
+KEY = "test-key-123"
+NAME = "tiny-hafez"
+TIMEOUT = 30.0
+SAMPLE = dict(temperature=0.9, top_p=0.95)
+CHAT = [{"role": "system", "content": "تو شاعری."}, {"role": "user", "content": "سلام، حالت چطور است؟"}]
+
+
+@pytest.fixture(scope="module")
+def lm(tmp_path_factory) -> LanguageModel:
+    return LanguageModel.load(train_tiny_model(tmp_path_factory.mktemp("serve-model")))
+
+
+@pytest.fixture(scope="module")
+def server(lm):
+    with ServerThread(create_app(lm, model_name=NAME, api_key=KEY)) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def client(server) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{server.url}/v1", api_key=KEY, max_retries=0, timeout=TIMEOUT)
+
+
+def auth() -> dict[str, str]:
+    return {"Authorization": f"Bearer {KEY}"}
+
+
+def read_sse(response: httpx.Response) -> list[str]:
+    """The `data:` payloads of a server-sent-event stream, in order."""
+    events = []
+    for line in response.iter_lines():
+        if line:
+            assert line.startswith("data: "), line
+            events.append(line[len("data: "):])
+    return events
+
+
+# --- the OpenAI client ------------------------------------------------------------------------
+
+
+def test_models_list(client):
+    models = client.models.list()
+    assert [m.id for m in models.data] == [NAME]
+    assert client.models.retrieve(NAME).id == NAME
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("gpt-4")
+
+
+def test_completion_matches_library_and_seed_reproduces(client, lm):
+    prompt = "الا یا ایها الساقی"
+    kw = dict(model=NAME, prompt=prompt, max_tokens=24, seed=7, **SAMPLE)
+    first = client.completions.create(**kw)
+    again = client.completions.create(**kw)
+    text = first.choices[0].text
+    assert text == again.choices[0].text
+    assert text == lm.generate(prompt, max_new_tokens=24, seed=7, **SAMPLE)
+    assert first.object == "text_completion" and first.model == NAME
+    usage = first.usage
+    assert usage.prompt_tokens == len(lm.encode_prompt(prompt))
+    assert 1 <= usage.completion_tokens <= 24
+    assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
+    reason = first.choices[0].finish_reason
+    assert reason in ("stop", "length")
+    assert (reason == "length") == (usage.completion_tokens == 24)
+
+
+def test_chat_matches_library(client, lm):
+    reply = client.chat.completions.create(model=NAME, messages=CHAT, max_tokens=30, seed=3, **SAMPLE)
+    message = reply.choices[0].message
+    assert message.role == "assistant"
+    assert message.content == lm.chat(CHAT, max_new_tokens=30, seed=3, **SAMPLE)
+    assert reply.object == "chat.completion"
+    assert reply.usage.prompt_tokens == len(lm.chat_prompt(CHAT, 30))
+    assert 1 <= reply.usage.completion_tokens <= 30
+    assert reply.usage.total_tokens == reply.usage.prompt_tokens + reply.usage.completion_tokens
+    assert reply.choices[0].finish_reason in ("stop", "length")
+
+
+def test_greedy_is_deterministic_without_seed(client):
+    kw = dict(model=NAME, messages=[{"role": "user", "content": "دل"}], max_tokens=12, temperature=0)
+    texts = {client.chat.completions.create(**kw).choices[0].message.content for _ in range(2)}
+    assert len(texts) == 1
+
+
+def test_streaming_chat_equals_non_streaming(client):
+    kw = dict(model=NAME, messages=CHAT, max_tokens=40, seed=11, **SAMPLE)
+    whole = client.chat.completions.create(**kw)
+    chunks = list(client.chat.completions.create(stream=True, stream_options={"include_usage": True}, **kw))
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert all(c.object == "chat.completion.chunk" and c.id == chunks[0].id for c in chunks)
+    content = [c for c in chunks if c.choices]
+    assert "".join(c.choices[0].delta.content or "" for c in content) == whole.choices[0].message.content
+    assert [c.choices[0].finish_reason for c in content][-1] == whole.choices[0].finish_reason
+    assert all(c.choices[0].finish_reason is None for c in content[:-1])
+    assert chunks[-1].usage is not None and chunks[-1].usage.model_dump() == whole.usage.model_dump()
+
+
+def test_streaming_completion_equals_non_streaming(client):
+    kw = dict(model=NAME, prompt="دل", max_tokens=20, seed=5, **SAMPLE)
+    whole = client.completions.create(**kw)
+    chunks = list(client.completions.create(stream=True, **kw))
+    assert "".join(c.choices[0].text for c in chunks) == whole.choices[0].text
+    assert chunks[-1].choices[0].finish_reason == whole.choices[0].finish_reason
+    assert all(c.object == "text_completion" for c in chunks)
+
+
+def test_stop_string_ends_the_reply(client, lm):
+    full = client.completions.create(model=NAME, prompt="دل", max_tokens=30, seed=2, **SAMPLE).choices[0].text
+    stop = next((ch for ch in full[3:] if ch.strip()), None)
+    if stop is None:
+        pytest.skip("the sampled text has no character to stop at")
+    cut = client.completions.create(model=NAME, prompt="دل", max_tokens=30, seed=2, stop=[stop], **SAMPLE)
+    assert cut.choices[0].text == full[:full.index(stop)]
+    assert cut.choices[0].finish_reason == "stop"
+
+
+def test_wrong_or_missing_key_is_401(server):
+    bad = openai.OpenAI(base_url=f"{server.url}/v1", api_key="wrong", max_retries=0, timeout=TIMEOUT)
+    with pytest.raises(openai.AuthenticationError):
+        bad.models.list()
+    with pytest.raises(openai.AuthenticationError):
+        bad.chat.completions.create(model=NAME, messages=CHAT, max_tokens=5)
+    for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": KEY}):
+        r = httpx.post(f"{server.url}/v1/chat/completions", headers=headers, timeout=TIMEOUT,
+                       json={"messages": [{"role": "user", "content": "سلام"}]})
+        assert r.status_code == 401
+        assert r.json()["error"]["code"] == "invalid_api_key"
+    # the chat page and its health check are public: the page asks for the key itself
+    assert httpx.get(server.url + "/health", timeout=TIMEOUT).json()["api_key_required"] is True
+    assert httpx.get(server.url + "/", timeout=TIMEOUT).status_code == 200
+
+
+# --- raw HTTP: the wire format and bad input ---------------------------------------------------
+
+
+def test_sse_wire_format(server):
+    body = {"messages": [{"role": "user", "content": "سلام"}], "max_tokens": 10, "seed": 1, "stream": True}
+    with httpx.stream("POST", f"{server.url}/v1/chat/completions", json=body, headers=auth(),
+                      timeout=TIMEOUT) as r:
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith("text/event-stream")
+        events = read_sse(r)
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(e) for e in events[:-1]]
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    assert chunks[-1]["choices"][0]["finish_reason"] in ("stop", "length")
+    assert all(c["object"] == "chat.completion.chunk" for c in chunks)
+
+    body = {"prompt": "دل", "max_tokens": 10, "seed": 1, "stream": True}
+    with httpx.stream("POST", f"{server.url}/v1/completions", json=body, headers=auth(), timeout=TIMEOUT) as r:
+        events = read_sse(r)
+    assert events[-1] == "[DONE]"
+    assert all(json.loads(e)["object"] == "text_completion" for e in events[:-1])
+
+
+USER = [{"role": "user", "content": "سلام"}]
+BAD_REQUESTS = [
+    # (endpoint, raw body or JSON value, status, param the error should name or None)
+    ("chat", b"{not json", 400, None),
+    ("chat", b"", 400, None),
+    ("chat", b"\xff\xfe", 400, None),
+    ("chat", [1, 2], 400, None),
+    ("chat", {}, 400, "messages"),
+    ("chat", {"messages": []}, 400, "messages"),
+    ("chat", {"messages": "سلام"}, 400, "messages"),
+    ("chat", {"messages": [{"role": "robot", "content": "سلام"}]}, 400, "messages.0.role"),
+    ("chat", {"messages": [{"role": "user"}]}, 400, "messages.0.content"),
+    ("chat", {"messages": [{"role": "user", "content": 5}]}, 400, "messages.0.content"),
+    ("chat", {"messages": [{"role": "assistant", "content": "سلام"}]}, 400, None),
+    ("chat", {"messages": [{"role": "user", "content": "a"}, {"role": "system", "content": "b"}]}, 400, None),
+    ("chat", {"messages": USER, "max_tokens": 0}, 400, "max_tokens"),
+    ("chat", {"messages": USER, "max_tokens": 65}, 400, "max_tokens"),
+    ("chat", {"messages": USER, "max_tokens": "10"}, 400, "max_tokens"),
+    ("chat", {"messages": USER, "max_completion_tokens": 10**6}, 400, "max_completion_tokens"),
+    ("chat", {"messages": USER, "n": 2}, 400, "n"),
+    ("chat", {"messages": USER, "temperature": -1}, 400, "temperature"),
+    ("chat", {"messages": USER, "temperature": "hot"}, 400, "temperature"),
+    ("chat", {"messages": USER, "top_p": 0}, 400, "top_p"),
+    ("chat", {"messages": USER, "stop": 3}, 400, "stop"),
+    ("chat", {"messages": USER, "stop": ["a", "b", "c", "d", "e"]}, 400, "stop"),
+    ("chat", {"messages": USER, "seed": 2**70}, 400, "seed"),
+    ("chat", {"messages": USER, "stream": "yes"}, 400, "stream"),
+    ("chat", {"messages": [{"role": "user", "content": "دل " * 400}]}, 400, None),
+    ("completions", {}, 400, "prompt"),
+    ("completions", {"prompt": ["a", "b"]}, 400, "prompt"),
+    ("completions", {"prompt": "دل", "max_tokens": -3}, 400, "max_tokens"),
+    ("completions", {"prompt": "دل", "n": 3}, 400, "n"),
+    ("completions", {"prompt": "دل " * 400}, 400, "prompt"),
+    ("completions", "x" * (2 << 20), 413, None),
+]
+
+
+@pytest.mark.parametrize("endpoint,body,status,param", BAD_REQUESTS,
+                         ids=[f"{i}-{e}" for i, (e, *_) in enumerate(BAD_REQUESTS)])
+def test_bad_input_is_a_4xx_with_openai_error(server, endpoint, body, status, param):
+    path = {"chat": "/v1/chat/completions", "completions": "/v1/completions"}[endpoint]
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    r = httpx.post(server.url + path, content=content, timeout=TIMEOUT,
+                   headers={**auth(), "Content-Type": "application/json"})
+    assert r.status_code == status, r.text
+    error = r.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["type"] == "invalid_request_error"
+    assert isinstance(error["message"], str) and error["message"]
+    assert error["param"] == param
+
+
+def test_oversized_body_streamed_without_length_is_413(server):
+    def chunks():
+        for _ in range(40):
+            yield b"x" * 65536
+
+    r = httpx.post(server.url + "/v1/completions", content=chunks(), timeout=TIMEOUT,
+                   headers={**auth(), "Content-Type": "application/json"})
+    assert r.status_code == 413
+    assert r.json()["error"]["code"] == "request_too_large"
+
+
+def test_unknown_path_and_method(server):
+    r = httpx.get(server.url + "/v1/nothing", headers=auth(), timeout=TIMEOUT)
+    assert r.status_code == 404 and "error" in r.json()
+    r = httpx.get(server.url + "/v1/chat/completions", headers=auth(), timeout=TIMEOUT)
+    assert r.status_code == 405 and "error" in r.json()
+
+
+def test_openai_client_raises_bad_request(client):
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(model=NAME, messages=USER, max_tokens=10**6)
+    assert "max_tokens" in str(info.value)
+
+
+# --- concurrency and hang-ups: a slow model that never stops by itself ---------------------------
+
+
+class SlowEndless(nn.Module):
+    """Wraps a GPT: `delay` seconds per forward, and <|eos|>/<|end|> never sampled, so a reply
+    always runs to max_tokens and takes long enough for clients to overlap and hang up."""
+
+    def __init__(self, inner: nn.Module, banned: list[int], delay: float):
+        super().__init__()
+        self.inner, self.banned, self.delay = inner, banned, delay
+        self.config = inner.config
+
+    def new_cache(self, *args, **kw):
+        return self.inner.new_cache(*args, **kw)
+
+    def forward(self, *args, **kw):
+        time.sleep(self.delay)
+        logits, *rest = self.inner(*args, **kw)
+        logits = logits.clone()
+        logits[..., self.banned] = -1e9  # finite: sampling checks the logits are
+        return (logits, *rest)
+
+
+@pytest.fixture(scope="module")
+def slow(lm):
+    banned = [lm.tokenizer.eos_id, lm.tokenizer.token_id("<|end|>")]
+    slow_lm = dataclasses.replace(lm, model=SlowEndless(lm.model, banned, delay=0.005))
+    with ServerThread(create_app(slow_lm, model_name="slow", max_tokens_cap=100_000)) as s:
+        yield s
+
+
+def stream_chat(url: str, seed: int, max_tokens: int) -> tuple[str, list[str]]:
+    body = {"messages": [{"role": "user", "content": f"پیام {seed}"}], "max_tokens": max_tokens, "seed": seed,
+            "stream": True}
+    with httpx.stream("POST", url + "/v1/chat/completions", json=body, timeout=TIMEOUT) as r:
+        assert r.status_code == 200
+        events = read_sse(r)
+    text = "".join(json.loads(e)["choices"][0]["delta"].get("content", "") for e in events[:-1])
+    return text, events
+
+
+def test_concurrent_streams_are_each_complete_and_correct(slow):
+    seeds = [1, 2, 3, 4]
+    expected = {}
+    for seed in seeds:
+        body = {"messages": [{"role": "user", "content": f"پیام {seed}"}], "max_tokens": 40, "seed": seed}
+        r = httpx.post(slow.url + "/v1/chat/completions", json=body, timeout=TIMEOUT)
+        expected[seed] = r.json()["choices"][0]["message"]["content"]
+        assert r.json()["usage"]["completion_tokens"] == 40
+    results: dict[int, tuple[str, list[str]]] = {}
+    errors: list[BaseException] = []
+
+    def worker(seed: int) -> None:
+        try:
+            results[seed] = stream_chat(slow.url, seed, 40)
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(s,)) for s in seeds]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(TIMEOUT)
+    assert not errors, errors
+    assert sorted(results) == seeds
+    for seed, (text, events) in results.items():
+        assert events[-1] == "[DONE]"
+        assert json.loads(events[-2])["choices"][0]["finish_reason"] == "length"
+        assert text == expected[seed], seed
+
+
+def quick_reply_time(url: str) -> float:
+    start = time.monotonic()
+    r = httpx.post(url + "/v1/completions", json={"prompt": "دل", "max_tokens": 5}, timeout=TIMEOUT)
+    assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] == 5
+    return time.monotonic() - start
+
+
+def test_disconnect_mid_stream_frees_the_model(slow):
+    # 20,000 tokens at 5 ms each would hold the model for 100 s if the hang-up went unnoticed
+    body = {"prompt": "دل", "max_tokens": 20_000, "stream": True}
+    with httpx.stream("POST", slow.url + "/v1/completions", json=body, timeout=TIMEOUT) as r:
+        assert r.status_code == 200
+        lines = r.iter_lines()  # kept: dropping the iterator would close the connection right away
+        got = [next(lines) for _ in range(3)]
+        assert got[0].startswith("data: ")
+    # leaving the block closed the connection mid-stream
+    assert quick_reply_time(slow.url) < 5.0
+
+
+def test_disconnect_while_queued_or_not_streaming_frees_the_model(slow):
+    long = {"prompt": "دل", "max_tokens": 20_000}
+    # a non-streaming client that gives up (its read times out) while its reply is generated
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(slow.url + "/v1/completions", json=long, timeout=httpx.Timeout(TIMEOUT, read=0.5))
+    assert quick_reply_time(slow.url) < 5.0
+
+    # one client streams, a second waits in the queue behind it and gives up, then the first hangs up
+    with httpx.stream("POST", slow.url + "/v1/completions", json={**long, "stream": True}, timeout=TIMEOUT) as r:
+        lines = r.iter_lines()  # kept: dropping the iterator would close the connection right away
+        assert next(lines).startswith("data: ")
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(slow.url + "/v1/completions", json={**long, "stream": True},
+                       timeout=httpx.Timeout(TIMEOUT, read=0.5))
+    assert quick_reply_time(slow.url) < 5.0
+
+
+def test_server_without_key_accepts_any(lm):
+    with ServerThread(create_app(lm)) as s:
+        client = openai.OpenAI(base_url=f"{s.url}/v1", api_key="anything", max_retries=0, timeout=TIMEOUT)
+        assert client.models.list().data[0].id == Path(lm.path).parent.parent.name
+        assert httpx.get(s.url + "/health", timeout=TIMEOUT).json()["api_key_required"] is False
+
+
+def test_cli_serve_rejects_bad_arguments(tmp_path):
+    from sokhan.cli import main
+
+    assert main(["serve", str(tmp_path / "missing")]) == 2
+    assert main(["serve", str(tmp_path), "--port", "70000"]) == 2
+
+
+@torch.inference_mode()
+def test_slow_wrapper_keeps_the_models_logits(lm):
+    ids = torch.tensor([lm.encode_prompt("دل")])
+    wrapped = SlowEndless(lm.model, [lm.tokenizer.eos_id], delay=0)
+    a, b = lm.model(ids)[0], wrapped(ids)[0]
+    assert torch.equal(a[..., 3:], b[..., 3:]) and (b[..., lm.tokenizer.eos_id] < -1e8).all()
