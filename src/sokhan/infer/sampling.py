@@ -6,7 +6,7 @@ that are safe to print (never half a UTF-8 character, never part of a stop strin
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -108,34 +108,52 @@ def generate_ids(model: nn.Module, prompt: list[int], cfg: SampleConfig, stop_id
             logits = model(tok, cache=cache, last_only=True)[0]
 
 
-def stream_text(model: nn.Module, tokenizer: Tokenizer, prompt_ids: list[int], cfg: SampleConfig) -> Iterator[str]:
+@dataclass
+class StreamStats:
+    """What `stream_text` did: tokens sampled (a closing <|end|>/<|eos|> included) and why it ended."""
+
+    tokens: int = 0
+    finish_reason: str = "length"  # "stop": <|end|>/<|eos|> or a stop string; "length": max_new_tokens
+
+
+def stream_text(model: nn.Module, tokenizer: Tokenizer, prompt_ids: list[int], cfg: SampleConfig,
+                stats: StreamStats | None = None, cancelled: Callable[[], bool] = lambda: False,
+                ) -> Iterator[str]:
     """Yield printable text pieces of the continuation; stops at <|eos|>/<|end|> or a stop string.
 
     Byte-level tokens can split a character, so text is decoded from all generated ids and
     only the part that is complete (no trailing U+FFFD) and cannot be the start of a stop
-    string is released.
+    string is released. `stats` (for a server's usage and finish_reason) is filled in as it
+    goes; `cancelled` is polled after every token so an abandoned request stops at once.
     """
+    stats = stats if stats is not None else StreamStats()
     stop_ids = {tokenizer.eos_id, tokenizer.token_id("<|end|>")}
     ids: list[int] = []
     emitted = 0
     for token in generate_ids(model, prompt_ids, cfg, stop_ids):
+        stats.tokens += 1
         if token in stop_ids:
+            stats.finish_reason = "stop"
             break
         ids.append(token)
         text = tokenizer.decode(ids)
-        if text.endswith("\ufffd"):
-            continue
-        cut = _stop_cut(text, cfg.stop)
-        if cut is not None:
-            if cut > emitted:
-                yield text[emitted:cut]
+        if not text.endswith("\ufffd"):
+            cut = _stop_cut(text, cfg.stop)
+            if cut is not None:
+                stats.finish_reason = "stop"
+                if cut > emitted:
+                    yield text[emitted:cut]
+                return
+            safe = len(text) - _held_back(text, cfg.stop)
+            if safe > emitted:
+                yield text[emitted:safe]
+                emitted = safe
+        if cancelled():
             return
-        safe = len(text) - _held_back(text, cfg.stop)
-        if safe > emitted:
-            yield text[emitted:safe]
-            emitted = safe
     text = tokenizer.decode(ids)
     cut = _stop_cut(text, cfg.stop)
+    if cut is not None:
+        stats.finish_reason = "stop"
     end = cut if cut is not None else len(text)
     if end > emitted:
         yield text[emitted:end]

@@ -35,10 +35,10 @@ from starlette.types import Receive, Scope, Send
 
 from sokhan.api import LanguageModel
 from sokhan.errors import SokhanError
-from sokhan.infer.sampling import SampleConfig
+from sokhan.infer.sampling import SampleConfig, StreamStats
 from sokhan.serve.errors import APIError, install_handlers
 from sokhan.serve.schemas import ChatRequest, CompletionRequest, SamplingFields
-from sokhan.serve.worker import Job, ModelWorker, Progress
+from sokhan.serve.worker import Job, ModelWorker
 
 MAX_BODY_BYTES = 1 << 20  # 1 MiB: far more than any context this workbench trains
 COMPLETION_DEFAULT_TOKENS = 16  # OpenAI's default for /v1/completions; chat defaults to the cap
@@ -203,7 +203,7 @@ class Reply:
             choice = {"index": 0, "text": piece, "logprobs": None, "finish_reason": finish_reason}
         return self.envelope([choice])
 
-    def whole(self, text: str, progress: Progress) -> dict:
+    def whole(self, text: str, progress: StreamStats) -> dict:
         """The non-streamed body, with `usage`."""
         if self.chat:
             choice = {"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None,
@@ -212,7 +212,7 @@ class Reply:
             choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": progress.finish_reason}
         return {**self.envelope([choice], whole=True), "usage": self.usage(progress)}
 
-    def usage(self, progress: Progress) -> dict[str, int]:
+    def usage(self, progress: StreamStats) -> dict[str, int]:
         n = len(self.prompt_ids)
         return {"prompt_tokens": n, "completion_tokens": progress.tokens, "total_tokens": n + progress.tokens}
 

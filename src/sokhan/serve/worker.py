@@ -18,73 +18,22 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 from sokhan.api import LanguageModel
-from sokhan.infer.sampling import SampleConfig, _held_back, _stop_cut, generate_ids
-
-
-@dataclass
-class Progress:
-    """What the generation has done so far: sampled tokens (its <|end|> included) and why it ended."""
-
-    tokens: int = 0
-    finish_reason: str = "length"  # "stop": <|end|>/<|eos|> or a stop string; "length": max_tokens reached
-
-
-def stream_counted(lm: LanguageModel, prompt_ids: list[int], cfg: SampleConfig, progress: Progress,
-                   cancelled: Callable[[], bool] = lambda: False) -> Iterator[str]:
-    """`sokhan.infer.sampling.stream_text`, also counting tokens and telling why it stopped.
-
-    The server needs both for OpenAI's `usage` and `finish_reason`, which `stream_text` does
-    not report; the text rules are the same (never half a character, never part of a stop
-    string). `cancelled` is polled before every token so an abandoned request stops at once.
-    """
-    tokenizer = lm.tokenizer
-    stop_ids = {tokenizer.eos_id, tokenizer.token_id("<|end|>")}
-    ids: list[int] = []
-    emitted = 0
-    for token in generate_ids(lm.model, prompt_ids, cfg, stop_ids):
-        progress.tokens += 1
-        if token in stop_ids:
-            progress.finish_reason = "stop"
-            break
-        ids.append(token)
-        text = tokenizer.decode(ids)
-        if not text.endswith("\ufffd"):
-            cut = _stop_cut(text, cfg.stop)
-            if cut is not None:
-                progress.finish_reason = "stop"
-                if cut > emitted:
-                    yield text[emitted:cut]
-                return
-            safe = len(text) - _held_back(text, cfg.stop)
-            if safe > emitted:
-                yield text[emitted:safe]
-                emitted = safe
-        if cancelled():
-            return
-    text = tokenizer.decode(ids)
-    cut = _stop_cut(text, cfg.stop)
-    if cut is not None:
-        progress.finish_reason = "stop"
-    end = cut if cut is not None else len(text)
-    if end > emitted:
-        yield text[emitted:end]
+from sokhan.infer.sampling import SampleConfig, StreamStats, stream_text
 
 
 class Job:
     """One request's generation. `await next_event()` gives ("text", piece)… then one of
-    ("done", Progress), ("error", exception) or ("cancelled", None).
+    ("done", StreamStats), ("error", exception) or ("cancelled", None).
 
     The worker thread produces the events; the request's event loop consumes them.
     """
 
     def __init__(self, prompt_ids: list[int], cfg: SampleConfig, loop: asyncio.AbstractEventLoop):
         self.prompt_ids, self.cfg, self.loop = prompt_ids, cfg, loop
-        self.progress = Progress()
+        self.progress = StreamStats()
         self.events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self._cancel = threading.Event()
 
@@ -157,7 +106,8 @@ class ModelWorker:
             if job.cancelled:  # its client left while it waited in the queue
                 continue
             try:
-                for piece in stream_counted(self.lm, job.prompt_ids, job.cfg, job.progress, job._cancel.is_set):
+                for piece in stream_text(self.lm.model, self.lm.tokenizer, job.prompt_ids, job.cfg, job.progress,
+                                         job._cancel.is_set):
                     job.emit("text", piece)
                     if job.cancelled:
                         break
