@@ -19,6 +19,9 @@ from rich.console import Console
 
 from sokhan.errors import SokhanError
 
+if typing.TYPE_CHECKING:
+    from sokhan.train.engine import TrainResult
+
 console = Console(stderr=True)
 
 
@@ -131,6 +134,16 @@ def cmd_prepare(args: argparse.Namespace) -> None:
     console.print(f"prepared data in {out}")
 
 
+def report(result: TrainResult, next_step: str) -> int:
+    """The last lines of a training command; exit status 130 when Ctrl-C stopped it."""
+    if result.interrupted:
+        console.print(f"stopped at step {result.step} (checkpoint saved); continue with the same command and --resume")
+        return 130
+    console.print(f"done: {result.step} steps, {result.tokens:,} tokens in {result.elapsed:.0f}s; "
+                  f"model in {result.run_dir}; next: {next_step}")
+    return 0
+
+
 def cmd_pretrain(args: argparse.Namespace) -> int:
     from sokhan.config import coerce, load_config, read_section
     from sokhan.models.config import ModelConfig
@@ -142,12 +155,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     model_overrides.update(given(args, ModelConfig))
     names = {f.name for f in dataclasses.fields(ModelConfig)}
     model_overrides = {k: coerce(ModelConfig, k, v) for k, v in model_overrides.items() if k in names}
-    result = pretrain(cfg, model_overrides, console)
-    if result.interrupted:
-        console.print(f"stopped at step {result.step}; continue with: sokhan pretrain --out-dir {cfg.out_dir} --resume")
-        return 130
-    console.print(f"done: {result.step} steps, {result.tokens:,} tokens in {result.elapsed:.0f}s; model in {result.run_dir}")
-    return 0
+    return report(pretrain(cfg, model_overrides, console), f"sokhan sample {cfg.out_dir}")
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
@@ -157,12 +165,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
     ft = load_config(FinetuneConfig, args.config, given(args, FinetuneConfig))
     cfg = load_config(TrainConfig, args.config, given(args, TrainConfig), base=FINETUNE_DEFAULTS)
-    result = finetune(ft, cfg, console)
-    if result.interrupted:
-        console.print(f"stopped at step {result.step}; continue with the same command and --resume")
-        return 130
-    console.print(f"done: {result.step} steps in {result.elapsed:.0f}s; chat with: sokhan chat {result.run_dir}")
-    return 0
+    return report(finetune(ft, cfg, console), f"sokhan chat {cfg.out_dir}")
 
 
 def cmd_sample(args: argparse.Namespace) -> None:
