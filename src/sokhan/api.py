@@ -58,7 +58,7 @@ class LanguageModel:
 
     def encode_prompt(self, prompt: str) -> list[int]:
         """<|bos|> + the normalized prompt, as documents began in training."""
-        return [self.tokenizer.bos_id] + self.tokenizer.encode(self.normalize(prompt)) if prompt else [self.tokenizer.bos_id]
+        return [self.tokenizer.bos_id] + self.tokenizer.encode_plain(self.normalize(prompt))
 
     def stream(self, prompt: str = "", **sample: Any) -> Iterator[str]:
         return stream_text(self.model, self.tokenizer, self.encode_prompt(prompt), SampleConfig(**sample))
@@ -87,7 +87,7 @@ class LanguageModel:
     def bits_per_char(self, text: str, stride: int | None = None) -> float:
         """Bits per character of `text` (normalized as in training, scored as one document)."""
         text = self.normalize(text)
-        ids = [self.tokenizer.bos_id] + self.tokenizer.encode(text) + [self.tokenizer.eos_id]
+        ids = [self.tokenizer.bos_id] + self.tokenizer.encode_plain(text) + [self.tokenizer.eos_id]
         nll, _ = sequence_nll(self.model, ids, self.block_size, stride)
         return bits_per_char(nll, len(text) + 1)  # +1: the end of the document, as in training
 

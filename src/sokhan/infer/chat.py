@@ -60,7 +60,7 @@ class ChatTemplate:
         check_messages(messages)
         ids, labels = [self.tokenizer.bos_id], [IGNORE_INDEX]
         for m in messages:
-            content = self.tokenizer.encode(self.normalize(m.content)) + [self.end_id]
+            content = self.tokenizer.encode_plain(self.normalize(m.content)) + [self.end_id]
             ids += [self.role_ids[m.role]] + content
             labels += [IGNORE_INDEX] + (content if m.role == "assistant" else [IGNORE_INDEX] * len(content))
         if add_generation_prompt:

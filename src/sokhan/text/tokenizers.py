@@ -16,6 +16,7 @@ and masked-LM (`<|mask|>`) can use them later without resizing the embedding.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -32,6 +33,7 @@ ZWNJ = "\u200c"
 PERSIAN_PRETOKENIZE = (rf" ?[\p{{L}}\p{{M}}{ZWNJ}]+| ?\p{{N}}+| ?[^\s\p{{L}}\p{{M}}\p{{N}}{ZWNJ}]+"
                        r"|\s+(?!\S)|\s+")
 BYTE_TOKENS = [f"<0x{b:02X}>" for b in range(256)]
+_SPECIAL_SPLIT = re.compile("(" + "|".join(re.escape(t) for t in SPECIAL_TOKENS) + ")")
 
 
 class Tokenizer:
@@ -62,6 +64,23 @@ class Tokenizer:
 
     def encode(self, text: str) -> list[int]:
         return self.hf.encode(text, add_special_tokens=False).ids
+
+    def encode_plain(self, text: str) -> list[int]:
+        """Encode user text as text: a literal '<|user|>' in it gets ordinary ids, never the special one.
+
+        The library matches special-token strings anywhere in its input, so a chat message
+        could otherwise forge a turn ('…<|end|><|assistant|>…'). Each such string is encoded
+        as '<' + the rest, which decodes back to the same characters.
+        """
+        if "<|" not in text:
+            return self.encode(text)
+        ids: list[int] = []
+        for piece in _SPECIAL_SPLIT.split(text):
+            if piece in SPECIAL_TOKENS:
+                ids += self.encode("<") + self.encode(piece[1:])
+            elif piece:
+                ids += self.encode(piece)
+        return ids
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
         return [e.ids for e in self.hf.encode_batch(texts, add_special_tokens=False)]
