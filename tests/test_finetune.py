@@ -8,23 +8,16 @@ import torch
 
 from sokhan.api import LanguageModel
 from sokhan.data.conversations import iter_conversations
-from sokhan.data.prepare import PrepareConfig, prepare
 from sokhan.errors import SokhanError
 from sokhan.infer.chat import ChatTemplate, Message
 from sokhan.models.gpt import IGNORE_INDEX
 from sokhan.train.engine import TrainConfig
 from sokhan.train.finetune import FINETUNE_DEFAULTS, FinetuneConfig, finetune, pack
-from sokhan.train.pretrain import pretrain
 
 
 @pytest.fixture(scope="module")
-def base(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("base")
-    data = prepare(PrepareConfig(source="hafez", out_dir=str(root / "data"), vocab_size=400), progress=False)
-    pretrain(TrainConfig(data=str(data), out_dir=str(root / "run"), preset="tiny", max_steps=20, batch_size=8,
-                         eval_interval=1000, eval_iters=2, progress=False, device="cpu"),
-             dict(n_layer=2, n_head=2, n_embd=32, block_size=64))
-    return root / "run"
+def base(tiny_run) -> Path:
+    return tiny_run
 
 
 @pytest.fixture

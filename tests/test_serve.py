@@ -26,7 +26,7 @@ from torch import nn  # noqa: E402
 
 from sokhan.api import LanguageModel  # noqa: E402
 from sokhan.serve import create_app  # noqa: E402
-from sokhan.serve.testing import ServerThread, train_tiny_model  # noqa: E402
+from sokhan.serve.testing import ServerThread  # noqa: E402
 
 KEY = "test-key-123"
 NAME = "tiny-hafez"
@@ -36,8 +36,8 @@ CHAT = [{"role": "system", "content": "تو شاعری."}, {"role": "user", "con
 
 
 @pytest.fixture(scope="module")
-def lm(tmp_path_factory) -> LanguageModel:
-    return LanguageModel.load(train_tiny_model(tmp_path_factory.mktemp("serve-model")))
+def lm(tiny_run) -> LanguageModel:
+    return LanguageModel.load(tiny_run)
 
 
 @pytest.fixture(scope="module")

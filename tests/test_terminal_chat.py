@@ -131,18 +131,8 @@ def test_use_utf8_reconfigures_a_latin1_stream():
 # ---- the real CLI, on a tiny trained model ----------------------------------------------------
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory) -> str:
-    from sokhan.data.prepare import PrepareConfig, prepare
-    from sokhan.train.engine import TrainConfig
-    from sokhan.train.pretrain import pretrain
-
-    root = tmp_path_factory.mktemp("chat")
-    data = prepare(PrepareConfig(source="hafez", tokenizer="bpe", vocab_size=400, out_dir=str(root / "data")),
-                   progress=False)
-    pretrain(TrainConfig(data=str(data), out_dir=str(root / "run"), preset="tiny", max_steps=20, batch_size=8,
-                         eval_interval=1000, eval_iters=2, progress=False, device="cpu"),
-             dict(n_layer=2, n_head=2, n_embd=32, block_size=64))
-    return str(root / "run")
+def run_dir(tiny_run) -> str:
+    return str(tiny_run)
 
 
 def sokhan_chat(*args: str, stdin: str = "") -> subprocess.CompletedProcess:

@@ -18,7 +18,7 @@ sync_api = pytest.importorskip("playwright.sync_api")
 
 from sokhan.api import LanguageModel  # noqa: E402
 from sokhan.serve import create_app  # noqa: E402
-from sokhan.serve.testing import ServerThread, train_tiny_model  # noqa: E402
+from sokhan.serve.testing import ServerThread  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -32,8 +32,8 @@ if not (os.path.exists(CHROMIUM) or shutil.which("chromium")):
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    lm = LanguageModel.load(train_tiny_model(tmp_path_factory.mktemp("webchat-model")))
+def server(tiny_run):
+    lm = LanguageModel.load(tiny_run)
     with ServerThread(create_app(lm, model_name="tiny-hafez", api_key=KEY)) as s:
         yield s
 

@@ -97,10 +97,13 @@ def save_folder(folder: str | Path, files: dict[str, bytes | str]) -> Path:
             f.flush()
             os.fsync(f.fileno())
     _fsync_dir(tmp)
-    if folder.exists():
-        shutil.rmtree(folder)
+    old = folder.with_name(folder.name + ".old")
+    if folder.exists():  # re-saving a step: keep the old copy until the new one is in place
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(folder, old)
     os.replace(tmp, folder)
     _fsync_dir(folder.parent)
+    shutil.rmtree(old, ignore_errors=True)
     return folder
 
 
