@@ -125,8 +125,9 @@ def save_checkpoint(run_dir: str | Path, step: int, model: nn.Module, config: di
     save_folder(ckpt_root / name, files)
     write_atomic(ckpt_root / LATEST, name + "\n")
     if keep > 0:
-        for old in sorted(p for p in ckpt_root.glob("step-*") if p.is_dir() and not p.name.endswith((".tmp", ".old")))[:-keep]:
-            shutil.rmtree(old)
+        done = sorted(p for p in ckpt_root.glob("step-*") if p.is_dir() and not p.name.endswith((".tmp", ".old")))
+        for stale in done[:-keep]:
+            shutil.rmtree(stale)
     return ckpt_root / name
 
 
