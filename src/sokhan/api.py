@@ -21,7 +21,7 @@ from torch import nn
 from sokhan.eval.bpc import bits_per_char, sequence_nll
 from sokhan.infer.chat import ChatTemplate, Message
 from sokhan.infer.sampling import SampleConfig, stream_text
-from sokhan.models import build_model
+from sokhan.models import build_model, model_device
 from sokhan.models.config import ModelConfig
 from sokhan.text.normalize import NormalizerConfig, PersianNormalizer
 from sokhan.text.tokenizers import Tokenizer
@@ -94,7 +94,7 @@ class LanguageModel:
     @torch.inference_mode()
     def next_token_probs(self, prompt: str, k: int = 10) -> list[tuple[str, float]]:
         ids = self.encode_prompt(prompt)[-self.block_size:]
-        device = next(self.model.parameters()).device
+        device = model_device(self.model)
         logits = self.model(torch.tensor([ids], device=device), last_only=True)[0][0, -1]
         probs, top = torch.softmax(logits.float(), -1).topk(k)
         return [(self.tokenizer.decode([int(i)]), float(p)) for p, i in zip(probs, top)]

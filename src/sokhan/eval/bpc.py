@@ -12,6 +12,8 @@ import math
 import torch
 from torch import nn
 
+from sokhan.models import model_device
+
 
 @torch.inference_mode()
 def sequence_nll(model: nn.Module, ids: list[int], block_size: int, stride: int | None = None) -> tuple[float, int]:
@@ -22,7 +24,7 @@ def sequence_nll(model: nn.Module, ids: list[int], block_size: int, stride: int 
     so every token is scored exactly once with at least that much context.
     """
     stride = stride or max(1, block_size // 2)
-    device = next(model.parameters()).device
+    device = model_device(model)
     seq = torch.tensor(ids, dtype=torch.long, device=device)
     total, scored, pos = 0.0, 0, 1
     while pos < len(ids):

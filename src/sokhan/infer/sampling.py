@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from sokhan.errors import SokhanError
+from sokhan.models import model_device
 from sokhan.text.tokenizers import Tokenizer
 
 
@@ -83,7 +84,7 @@ def generate_ids(model: nn.Module, prompt: list[int], cfg: SampleConfig, stop_id
     if not prompt:
         raise SokhanError("the prompt must have at least one token")
     block = model.config.block_size
-    device = next(model.parameters()).device
+    device = model_device(model)
     generator = None
     if cfg.seed is not None:
         generator = torch.Generator(device=device).manual_seed(cfg.seed)

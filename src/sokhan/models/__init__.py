@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
+
+import torch
 from torch import nn
 
 from sokhan.errors import SokhanError
@@ -11,10 +14,17 @@ from sokhan.models.gpt import GPT
 FAMILIES: dict[str, type[nn.Module]] = {"gpt": GPT}
 
 
+def model_device(model: nn.Module) -> torch.device:
+    """Where a model lives: its first parameter's device, or its first buffer's (n-grams have no parameters)."""
+    for t in itertools.chain(model.parameters(), model.buffers()):
+        return t.device
+    return torch.device("cpu")
+
+
 def build_model(cfg: ModelConfig) -> nn.Module:
     if cfg.family not in FAMILIES:
         raise SokhanError(f"unknown model family '{cfg.family}'; choose from {', '.join(FAMILIES)}")
     return FAMILIES[cfg.family](cfg)
 
 
-__all__ = ["GPT", "ModelConfig", "build_model", "preset", "FAMILIES"]
+__all__ = ["GPT", "ModelConfig", "build_model", "preset", "FAMILIES", "model_device"]

@@ -18,14 +18,17 @@ CHOICES = {
     "norm": ("layernorm", "rmsnorm"),
     "activation": ("relu", "gelu", "gelu_tanh", "swiglu"),
     "attention": ("sdpa", "explicit"),
+    "smoothing": ("modified", "interpolated"),
 }
+FAMILY_NAMES = ("gpt", "bert", "rnn", "lstm", "gru", "ngram")
+MAX_NGRAM_ORDER = 8
 
 
 @dataclass
 class ModelConfig:
     section: ClassVar[str] = "model"
 
-    family: str = "gpt"
+    family: str = "gpt"            # gpt | bert | rnn | lstm | gru | ngram
     vocab_size: int = 4096
     block_size: int = 256          # context length in tokens
     n_layer: int = 4
@@ -43,8 +46,17 @@ class ModelConfig:
     norm_eps: float = 1e-5
     rope_base: float = 10000.0
     attention: str = "sdpa"        # "sdpa": fused kernel; "explicit": the paper's formula, returns weights
+    order: int = 5                 # n-gram order (family ngram): the context is order-1 tokens
+    smoothing: str = "modified"    # ngram: modified Kneser-Ney (Chen & Goodman) | interpolated (one discount)
+    discount: float = 0.75         # ngram, smoothing=interpolated: the one absolute discount
 
     def __post_init__(self) -> None:
+        if self.family not in FAMILY_NAMES:
+            raise SokhanError(f"unknown model family '{self.family}'; choose from {', '.join(FAMILY_NAMES)}")
+        if not 1 <= self.order <= MAX_NGRAM_ORDER:
+            raise SokhanError(f"n-gram order must be 1 to {MAX_NGRAM_ORDER}, got {self.order}")
+        if not 0 < self.discount < 1:
+            raise SokhanError(f"n-gram discount must be in (0, 1), got {self.discount}")
         for name, allowed in CHOICES.items():
             if getattr(self, name) not in allowed:
                 raise SokhanError(f"model option {name}='{getattr(self, name)}' not in {', '.join(allowed)}")

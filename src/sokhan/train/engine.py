@@ -67,6 +67,7 @@ class TrainResult:
     elapsed: float
     val_loss: float | None = None
     val_bpc: float | None = None
+    val_metrics: dict[str, float] = field(default_factory=dict)  # every figure of the last evaluation
     interrupted: bool = False
     history: list[dict[str, Any]] = field(default_factory=list)
 
@@ -115,6 +116,8 @@ class Trainer:
                  "torch_rng": torch.get_rng_state()}
         if self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        if hasattr(self.task, "state_dict"):
+            state["task"] = self.task.state_dict()
         return state
 
     def restore(self) -> None:
@@ -126,6 +129,8 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"])
         if "cuda_rng" in state and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+        if "task" in state and hasattr(self.task, "load_state_dict"):
+            self.task.load_state_dict(state["task"])
         self.step, self.tokens, self.elapsed = int(state["step"]), int(state["tokens"]), float(state["elapsed"])
         self.console.print(f"resumed from {folder} at step {self.step}")
 
@@ -137,17 +142,24 @@ class Trainer:
     # -- evaluation --------------------------------------------------------------------
     @torch.no_grad()
     def evaluate(self, splits: tuple[str, ...] = ("val",)) -> dict[str, dict[str, float]]:
-        """Mean loss over `eval_iters` batches drawn with a fixed seed, so evals compare across steps."""
+        """Mean loss (and the task's other metrics) over `eval_iters` batches drawn with a fixed
+        seed, so evaluations compare across steps; bits per character where the task has them."""
         self.model.eval()
         out = {}
         for split in splits:
             rng = torch.Generator().manual_seed(self.cfg.seed + 1)
-            losses = []
+            sums: dict[str, float] = {}
             for _ in range(self.cfg.eval_iters):
+                batch = self.task.sample(split, rng)
                 with self.autocast:
-                    losses.append(self.task.loss(self.model, self.task.sample(split, rng)).item())
-            loss = sum(losses) / len(losses)
-            out[split] = {"loss": loss, "bpc": self.task.bits_per_char(split, loss)}
+                    if hasattr(self.task, "metrics"):
+                        figures = self.task.metrics(self.model, batch)
+                    else:
+                        figures = {"loss": self.task.loss(self.model, batch).item()}
+                for name, value in figures.items():
+                    sums[name] = sums.get(name, 0.0) + value
+            out[split] = {name: total / self.cfg.eval_iters for name, total in sums.items()}
+            out[split]["bpc"] = self.task.bits_per_char(split, out[split]["loss"])
         self.model.train()
         return out
 
@@ -225,10 +237,10 @@ class Trainer:
     def _eval_and_save(self, log: Any, result: TrainResult, evaluate: bool = True) -> None:
         if evaluate:
             ev = self.evaluate()["val"]
-            result.val_loss, result.val_bpc = ev["loss"], ev["bpc"]
-            log({"step": self.step, "split": "val", "loss": ev["loss"], "bpc": ev["bpc"], "tokens": self.tokens,
-                 "time": round(self.elapsed, 3)})
+            result.val_loss, result.val_bpc, result.val_metrics = ev["loss"], ev["bpc"], ev
+            log({"step": self.step, "split": "val", **ev, "tokens": self.tokens, "time": round(self.elapsed, 3)})
+            extra = "".join(f", {name} {value:.4f}" for name, value in ev.items() if name not in ("loss", "bpc"))
             bpc = f", {ev['bpc']:.3f} bits/char" if ev["bpc"] is not None else ""
-            self.console.print(f"step {self.step}: val loss {ev['loss']:.4f}{bpc}")
+            self.console.print(f"step {self.step}: val loss {ev['loss']:.4f}{bpc}{extra}")
         self.save()
         plot_loss_curve(self.run_dir / "metrics.jsonl", self.run_dir / "loss.png", title=f"{self.run_dir.name}: loss")

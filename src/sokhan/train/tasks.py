@@ -18,6 +18,14 @@ Batch = Any
 
 
 class Task(Protocol):
+    """What the engine asks of a family's task. Two optional methods widen it:
+
+    * ``metrics(model, batch) -> dict[str, float]``: evaluation figures for one batch
+      (must include "loss"; e.g. masked-LM accuracy); default: the loss alone.
+    * ``state_dict() -> dict`` / ``load_state_dict(state)``: task state that must survive a
+      resume (e.g. the hidden state a recurrent model carries across batches).
+    """
+
     def sample(self, split: str, generator: torch.Generator) -> Batch: ...
     def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor: ...
     def tokens_in(self, batch: Batch) -> int: ...
