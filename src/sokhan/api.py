@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from sokhan.errors import SokhanError
 from sokhan.eval.bpc import bits_per_char, sequence_nll
 from sokhan.infer.chat import ChatTemplate, Message
 from sokhan.infer.sampling import SampleConfig, stream_text
@@ -56,11 +57,28 @@ class LanguageModel:
     def block_size(self) -> int:
         return self.model.config.block_size
 
+    @property
+    def family(self) -> str:
+        return self.model.config.family
+
+    def require_family(self, families: str | tuple[str, ...], purpose: str) -> None:
+        """One clear error when a model of another family is handed to a command that cannot use it."""
+        families = (families,) if isinstance(families, str) else families
+        if self.family not in families:
+            raise SokhanError(f"{self.path} is a '{self.family}' model; {purpose} needs {' or '.join(families)}")
+
+    def require_causal(self, purpose: str) -> None:
+        """Sampling, chat and bits per character read text left to right: not a masked encoder."""
+        if self.family == "bert":
+            raise SokhanError(f"{self.path} is a masked-LM encoder (bert), not a left-to-right model, so {purpose} "
+                              f"does not apply; try `sokhan fill {self.path} \"… <mask> …\"`")
+
     def encode_prompt(self, prompt: str) -> list[int]:
         """<|bos|> + the normalized prompt, as documents began in training."""
         return [self.tokenizer.bos_id] + self.tokenizer.encode_plain(self.normalize(prompt))
 
     def stream(self, prompt: str = "", **sample: Any) -> Iterator[str]:
+        self.require_causal("sampling")
         return stream_text(self.model, self.tokenizer, self.encode_prompt(prompt), SampleConfig(**sample))
 
     def generate(self, prompt: str = "", **sample: Any) -> str:
@@ -78,6 +96,7 @@ class LanguageModel:
 
     def stream_chat(self, messages: list[Message] | list[dict], **sample: Any) -> Iterator[str]:
         """Stream the assistant's reply to `messages` (dicts with role/content, or Message)."""
+        self.require_causal("chat")
         cfg = SampleConfig(**sample)
         return stream_text(self.model, self.tokenizer, self.chat_prompt(messages, cfg.max_new_tokens), cfg)
 
@@ -86,6 +105,7 @@ class LanguageModel:
 
     def bits_per_char(self, text: str, stride: int | None = None) -> float:
         """Bits per character of `text` (normalized as in training, scored as one document)."""
+        self.require_causal("bits per character")
         text = self.normalize(text)
         ids = [self.tokenizer.bos_id] + self.tokenizer.encode_plain(text) + [self.tokenizer.eos_id]
         nll, _ = sequence_nll(self.model, ids, self.block_size, stride)

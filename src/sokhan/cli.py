@@ -1,4 +1,4 @@
-"""`sokhan` command line: subcommands follow the journey (prepare → pretrain → sample → eval).
+"""`sokhan` command line: subcommands follow the journey (prepare → train → sample → eval → leaderboard).
 
 Every option of a config dataclass is a flag (`max_steps` → `--max-steps`), and `--config
 FILE.toml` loads a file first; flags typed on the command line win. Errors a user can
@@ -34,8 +34,9 @@ def field_comments(cls: type) -> dict[str, str]:
     return dict(re.findall(r"^\s+(\w+): [^#\n]*#\s*(.+)$", source, flags=re.M))
 
 
-def add_config_flags(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()) -> None:
-    """One flag per dataclass field; default None so we know which ones the user typed."""
+def add_config_flags(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = (),
+                     aliases: dict[str, str] | None = None) -> None:
+    """One flag per dataclass field (plus any `aliases`); default None so we know which ones the user typed."""
     from sokhan.config import field_type
 
     group = parser.add_argument_group(f"{cls.__name__} options")
@@ -43,18 +44,18 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type, skip: tuple[str
     for f in dataclasses.fields(cls):
         if f.name in skip:
             continue
-        flag = "--" + f.name.replace("_", "-")
+        flags = ["--" + f.name.replace("_", "-")] + ([aliases[f.name]] if aliases and f.name in aliases else [])
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
         tp = field_type(cls, f)
         text = f"{comments[f.name]} " if f.name in comments else ""
         text = f"{text}(default: {default})".replace("%", "%%")
         if tp is bool:
-            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=text)
+            group.add_argument(*flags, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=text)
         elif typing.get_origin(tp) is list:
-            group.add_argument(flag, dest=f.name, action="append", default=None, metavar="TEXT",
+            group.add_argument(*flags, dest=f.name, action="append", default=None, metavar="TEXT",
                                help=f"{text}; repeatable")
         else:
-            group.add_argument(flag, dest=f.name, default=None, metavar=getattr(tp, "__name__", "VALUE").upper(),
+            group.add_argument(*flags, dest=f.name, default=None, metavar=getattr(tp, "__name__", "VALUE").upper(),
                                help=text)
 
 
@@ -80,10 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="TOML file with a [prepare] table")
     add_config_flags(p, PrepareConfig)
 
-    p = sub.add_parser("pretrain", help="train a language model on prepared data")
+    p = sub.add_parser("train", aliases=["pretrain"],
+                       help="train a model of any family on prepared data: --model gpt|bert|rnn|lstm|gru|ngram")
     p.add_argument("--config", help="TOML file with [train] and [model] tables")
     add_config_flags(p, TrainConfig)
-    add_config_flags(p, ModelConfig)
+    add_config_flags(p, ModelConfig, aliases={"family": "--model"})
 
     from sokhan.train.finetune import FinetuneConfig
 
@@ -111,6 +113,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="model or run folder")
     p.add_argument("file", help="UTF-8 text file")
     p.add_argument("--stride", type=int, default=None, help="sliding-window stride in tokens (default: block/2)")
+    p.add_argument("--device", default="auto")
+
+    p = sub.add_parser("fill", help="a BERT-style model's top guesses for each <mask> in a sentence")
+    p.add_argument("model", help="a masked-LM (bert) model or run folder")
+    p.add_argument("text", help='text with one or more <mask>, e.g. "دل <mask> است"')
+    p.add_argument("--top-k", type=int, default=5, help="candidates to print per mask (default: 5)")
+    p.add_argument("--device", default="auto")
+
+    from sokhan.zoo import ZooConfig
+
+    p = sub.add_parser("zoo", help="every family on the Hafez corpus under one time budget each, then the leaderboard")
+    add_config_flags(p, ZooConfig)
+
+    p = sub.add_parser("leaderboard", help="bits per character of trained runs on their held-out text: table + plot")
+    p.add_argument("runs", nargs="+", help="run folders (from `sokhan train`)")
+    p.add_argument("--out-dir", default=".", help="where leaderboard.md and leaderboard.png go (default: .)")
     p.add_argument("--device", default="auto")
 
     p = sub.add_parser("serve", help="an OpenAI-compatible HTTP API and a web chat page for a model")
@@ -155,7 +173,9 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     model_overrides.update(given(args, ModelConfig))
     names = {f.name for f in dataclasses.fields(ModelConfig)}
     model_overrides = {k: coerce(ModelConfig, k, v) for k, v in model_overrides.items() if k in names}
-    return report(pretrain(cfg, model_overrides, console), f"sokhan sample {cfg.out_dir}")
+    next_step = f"sokhan fill {cfg.out_dir} \"… <mask> …\"" if model_overrides.get("family") == "bert" else \
+        f"sokhan sample {cfg.out_dir}"
+    return report(pretrain(cfg, model_overrides, console), next_step)
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
@@ -238,11 +258,44 @@ def cmd_serve(args: argparse.Namespace) -> None:
           announce=console.print)
 
 
+def cmd_fill(args: argparse.Namespace) -> None:
+    from sokhan.api import LanguageModel
+    from sokhan.infer.fill import fill_masks
+
+    if args.top_k < 1:
+        raise SokhanError("--top-k must be ≥ 1")
+    if "<mask>" not in args.text and "<|mask|>" not in args.text:
+        raise SokhanError("the text has no <mask>: write <mask> where a word is missing")
+    lm = LanguageModel.load(args.model, device=args.device)
+    for i, candidates in enumerate(fill_masks(lm, args.text, args.top_k), start=1):
+        print(f"<mask> {i}:")
+        for text, p in candidates:
+            print(f"  {p:6.1%}  {text}")
+
+
+def cmd_zoo(args: argparse.Namespace) -> None:
+    from sokhan.config import load_config
+    from sokhan.zoo import ZooConfig, run_zoo
+
+    run_zoo(load_config(ZooConfig, None, given(args, ZooConfig)), console)
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from sokhan.eval.leaderboard import summarize
+    from sokhan.zoo import write_leaderboard
+
+    summaries = [summarize(run, device=args.device) for run in args.runs]
+    write_leaderboard(summaries, Path(args.out_dir), console, "bits per character on held-out text")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    handlers = {"prepare": cmd_prepare, "pretrain": cmd_pretrain, "finetune": cmd_finetune, "sample": cmd_sample, "eval": cmd_eval,
-                "demo": cmd_demo, "chat": cmd_chat, "serve": cmd_serve}
+    handlers = {"prepare": cmd_prepare, "train": cmd_pretrain, "pretrain": cmd_pretrain, "finetune": cmd_finetune, "sample": cmd_sample, "eval": cmd_eval,
+                "demo": cmd_demo, "chat": cmd_chat, "serve": cmd_serve, "fill": cmd_fill, "zoo": cmd_zoo,
+                "leaderboard": cmd_leaderboard}
     try:
         return handlers[args.command](args) or 0
     except SokhanError as e:

@@ -41,6 +41,15 @@ def coerce(cls: type, name: str, value: Any) -> Any:
     if name not in fields:
         raise SokhanError(f"unknown option '{name}' for {cls.__name__}; known: {', '.join(sorted(fields))}")
     tp = field_type(cls, fields[name])
+    if typing.get_origin(tp) is list and isinstance(value, str):  # from a TOML string or one flag
+        value = json.loads(value) if value.startswith("[") else [value]
+    if typing.get_origin(tp) is list and isinstance(value, list):  # repeated flags; "2,3" also splits
+        item = (typing.get_args(tp) or (str,))[0]
+        parts = [p for v in value for p in (v.split(",") if isinstance(v, str) and item is not str else [v]) if p != ""]
+        try:
+            return [item(p) for p in parts]
+        except ValueError:
+            raise SokhanError(f"option '{name}' expects a list of {item.__name__}, got {value}") from None
     if value is None or not isinstance(value, str):
         if tp is float and isinstance(value, int) and not isinstance(value, bool):
             return float(value)
@@ -55,8 +64,6 @@ def coerce(cls: type, name: str, value: Any) -> Any:
             raise ValueError(value)
         if tp in (int, float):
             return tp(value)
-        if typing.get_origin(tp) in (list, tuple):
-            return tp(json.loads(value)) if value.startswith("[") else tp(value.split(","))
     except ValueError:
         raise SokhanError(f"option '{name}' expects {getattr(tp, '__name__', tp)}, got '{value}'") from None
     return value

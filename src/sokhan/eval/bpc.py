@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -16,27 +17,47 @@ from sokhan.models import model_device
 
 
 @torch.inference_mode()
-def sequence_nll(model: nn.Module, ids: list[int], block_size: int, stride: int | None = None) -> tuple[float, int]:
+def sequence_nll(model: nn.Module, ids: list[int] | np.ndarray, block_size: int, stride: int | None = None,
+                 ) -> tuple[float, int]:
     """Total negative log-likelihood (nats) of ids[1:] given what precedes, and how many were scored.
 
-    Long sequences are scored with a sliding window: each window re-reads up to
-    `block_size − stride` earlier tokens as context and scores only the `stride` new ones,
-    so every token is scored exactly once with at least that much context.
+    Each family is scored the way it reads: an n-gram looks up every token at once; a
+    recurrent model reads the whole sequence in chunks, carrying its hidden state, so every
+    token sees all of its past; a Transformer, whose context is bounded, slides a window:
+    each window re-reads up to `block_size − stride` earlier tokens as context and scores
+    only the `stride` new ones, so every token is scored exactly once with at least that much
+    context.
     """
-    stride = stride or max(1, block_size // 2)
+    if hasattr(model, "log_probs"):
+        return -float(model.log_probs(np.asarray(ids)).sum()), len(ids) - 1
     device = model_device(model)
-    seq = torch.tensor(ids, dtype=torch.long, device=device)
+    seq = torch.as_tensor(np.asarray(ids, dtype=np.int64), device=device)
+    if getattr(model, "carries_state", False):
+        return _carried_nll(model, seq, block_size)
+    stride = stride or max(1, block_size // 2)
     total, scored, pos = 0.0, 0, 1
     while pos < len(ids):
         end = min(pos + (block_size if pos == 1 else stride), len(ids))
         begin = max(0, end - 1 - block_size)
         logits = model(seq[begin: end - 1].unsqueeze(0))[0][0].float()
-        logp = torch.log_softmax(logits[pos - 1 - begin:], dim=-1)
-        targets = seq[pos:end]
-        total -= logp.gather(1, targets.unsqueeze(1)).double().sum().item()
+        total += _nll(logits[pos - 1 - begin:], seq[pos:end])
         scored += end - pos
         pos = end
     return total, scored
+
+
+def _carried_nll(model: nn.Module, seq: torch.Tensor, chunk: int) -> tuple[float, int]:
+    cache = model.new_cache(1)
+    total = 0.0
+    for begin in range(0, len(seq) - 1, chunk):
+        end = min(begin + chunk, len(seq) - 1)
+        logits = model(seq[begin:end].unsqueeze(0), cache=cache)[0][0].float()
+        total += _nll(logits, seq[begin + 1:end + 1])
+    return total, len(seq) - 1
+
+
+def _nll(logits: torch.Tensor, targets: torch.Tensor) -> float:
+    return -torch.log_softmax(logits, dim=-1).gather(1, targets.unsqueeze(1)).double().sum().item()
 
 
 def bits_per_char(nll_nats: float, n_chars: int) -> float:

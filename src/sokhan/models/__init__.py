@@ -1,4 +1,4 @@
-"""Model families, built from a `ModelConfig` by name. Later families register here too."""
+"""Model families, built from a `ModelConfig` by name: one module per family, all read one config."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from torch import nn
 from sokhan.errors import SokhanError
 from sokhan.models.config import ModelConfig, preset
 from sokhan.models.gpt import GPT
+from sokhan.models.recurrent import RecurrentLM
 
-FAMILIES: dict[str, type[nn.Module]] = {"gpt": GPT}
+FAMILIES: dict[str, type[nn.Module]] = {"gpt": GPT, "rnn": RecurrentLM, "lstm": RecurrentLM, "gru": RecurrentLM}
 
 
 def model_device(model: nn.Module) -> torch.device:

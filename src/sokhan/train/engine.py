@@ -39,7 +39,7 @@ class TrainConfig:
     grad_accum: int = 1              # micro-batches per optimizer step
     max_steps: int = 1000            # optimizer steps
     lr_decay_steps: int = 0          # cosine reaches min_lr here; 0 = max_steps
-    max_time: float = 0.0            # wall-clock budget in seconds (0 = none); stops early, saves
+    max_time: float = 0.0            # wall-clock budget in seconds (0 = none); stops early, saves; the cosine follows it
     lr: float = 1e-3                 # peak learning rate (AdamW)
     min_lr: float = 1e-4             # learning rate at the end of the cosine
     warmup_steps: int = 50           # linear warmup from 0 to lr
@@ -195,7 +195,8 @@ class Trainer:
             try:
                 while self.step < cfg.max_steps and not (cfg.max_time and self.elapsed >= cfg.max_time):
                     t0 = time.perf_counter()
-                    lr = lr_at(self.step, cfg.lr, cfg.min_lr, cfg.warmup_steps, decay_steps)
+                    by_time = self.elapsed / cfg.max_time if cfg.max_time and not cfg.lr_decay_steps else 0.0
+                    lr = lr_at(self.step, cfg.lr, cfg.min_lr, cfg.warmup_steps, decay_steps, by_time)
                     for group in self.optimizer.param_groups:
                         group["lr"] = lr
                     loss_sum = 0.0

@@ -109,6 +109,7 @@ def finetune(ft: FinetuneConfig, cfg: TrainConfig, console: Console | None = Non
     if ft.merge and not ft.lora:
         raise SokhanError("--merge folds LoRA adapters into the base; it needs --lora")
     base = LanguageModel.load(ft.base, device="cpu")
+    base.require_family("gpt", "fine-tuning into a chat model")
     model, block = base.model.train(), base.block_size
     template = ChatTemplate(base.tokenizer, base.normalize)
     splits = load_splits(ft, cfg.seed)

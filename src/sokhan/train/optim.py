@@ -22,11 +22,15 @@ def make_optimizer(model: nn.Module, lr: float, weight_decay: float, betas: tupl
     return torch.optim.AdamW(groups, lr=lr, betas=betas, **({"fused": True} if fused else {}))
 
 
-def lr_at(step: int, lr: float, min_lr: float, warmup: int, decay_steps: int) -> float:
-    """Linear warmup for `warmup` steps, then cosine decay to `min_lr` at `decay_steps`."""
+def lr_at(step: int, lr: float, min_lr: float, warmup: int, decay_steps: int, time_fraction: float = 0.0) -> float:
+    """Linear warmup for `warmup` steps, then cosine decay to `min_lr` at `decay_steps`.
+
+    `time_fraction` (elapsed / wall-clock budget) moves the cosine along too, so a run that
+    a time budget will stop before `decay_steps` still ends at `min_lr`, not mid-schedule.
+    """
     if step < warmup:
         return lr * (step + 1) / warmup
-    if step >= decay_steps:
+    progress = max((step - warmup) / max(1, decay_steps - warmup), time_fraction)
+    if progress >= 1.0:
         return min_lr
-    progress = (step - warmup) / max(1, decay_steps - warmup)
     return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (lr - min_lr)

@@ -1,21 +1,33 @@
-"""Recipe: pretrain a language model on a prepared data folder with the shared engine."""
+"""Recipe: pretrain a model of any family on a prepared data folder.
+
+A family is a model module plus its task (what a batch is and how the loss is taken):
+GPT → next-token windows; RNN/LSTM/GRU → truncated BPTT with the hidden state carried;
+BERT → dynamically masked windows. All three train on the one engine with the same
+checkpoints. An n-gram model is not trained by gradients: it is counted, in one pass, and
+saved through the same checkpoint code.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from rich.console import Console
+from torch import nn
 
-from sokhan.data.shards import load_meta
+from sokhan.data.shards import TokenData, load_meta
+from sokhan.eval.bpc import bits_per_char
 from sokhan.errors import SokhanError
 from sokhan.models import build_model, preset
 from sokhan.models.config import ModelConfig
-from sokhan.train.checkpoint import read_config, resolve_model_dir
+from sokhan.train.checkpoint import read_config, resolve_model_dir, save_checkpoint
 from sokhan.train.engine import Trainer, TrainConfig, TrainResult, resolve_device
-from sokhan.train.tasks import CausalLMTask
+from sokhan.train.tasks import CausalLMTask, StreamLMTask, Task
 
 
 def model_config_for(cfg: TrainConfig, meta: dict[str, Any], overrides: dict[str, Any]) -> ModelConfig:
@@ -29,16 +41,25 @@ def model_config_for(cfg: TrainConfig, meta: dict[str, Any], overrides: dict[str
     return preset(cfg.preset, **overrides)
 
 
+def task_for(family: str, cfg: TrainConfig, block_size: int, device: torch.device) -> Task:
+    if family == "gpt":
+        return CausalLMTask(cfg.data, cfg.batch_size, block_size, device)
+    if family in ("rnn", "lstm", "gru"):
+        return StreamLMTask(cfg.data, cfg.batch_size, block_size, device)
+    if family == "bert":
+        from sokhan.train.masking import MaskedLMTask
+
+        return MaskedLMTask(cfg.data, cfg.batch_size, block_size, device)
+    raise SokhanError(f"family '{family}' is not trained by gradient descent")
+
+
 def pretrain(cfg: TrainConfig, model_overrides: dict[str, Any] | None = None,
              console: Console | None = None) -> TrainResult:
     console = console or Console(stderr=True)
     meta = load_meta(cfg.data)
     model_cfg = model_config_for(cfg, meta, model_overrides or {})
-    if model_cfg.family != "gpt":
-        raise SokhanError(f"pretrain trains causal language models; family '{model_cfg.family}' is not one")
     torch.manual_seed(cfg.seed)  # the initial weights are part of the recipe too
     model = build_model(model_cfg)
-    task = CausalLMTask(cfg.data, cfg.batch_size, model_cfg.block_size, resolve_device(cfg.device))
     run_config = {
         "format": 1,
         "model": model_cfg.to_dict(),
@@ -46,8 +67,41 @@ def pretrain(cfg: TrainConfig, model_overrides: dict[str, Any] | None = None,
         "normalizer": meta["normalizer"],
         "data": {"source": meta.get("source"), "tokenizer": meta["tokenizer"], "splits": meta["splits"]},
     }
-    n_params = sum(p.numel() for p in model.parameters())
-    console.print(f"model: {model_cfg.family}, {n_params / 1e6:.2f}M parameters, {model_cfg.n_layer} layers, "
-                  f"d_model {model_cfg.n_embd}, context {model_cfg.block_size} tokens")
     tokenizer_json = (Path(cfg.data) / "tokenizer.json").read_text(encoding="utf-8")
+    if model_cfg.family == "ngram":
+        return count_ngrams(model, cfg, run_config, tokenizer_json, console)
+    task = task_for(model_cfg.family, cfg, model_cfg.block_size, resolve_device(cfg.device))
+    layers = f"{model_cfg.n_layer} layers, d_model {model_cfg.n_embd}"
+    console.print(f"model: {model_cfg.family}, {model.num_parameters() / 1e6:.2f}M parameters, {layers}, "
+                  f"context {model_cfg.block_size} tokens")
     return Trainer(model, task, cfg, run_config, tokenizer_json, console).fit()
+
+
+def count_ngrams(model: nn.Module, cfg: TrainConfig, run_config: dict[str, Any], tokenizer_json: str,
+                 console: Console) -> TrainResult:
+    """Count an n-gram model on the train split, score the val split exactly, save a checkpoint."""
+    run_dir = Path(cfg.out_dir)
+    if cfg.resume:
+        raise SokhanError("an n-gram model is counted in one pass; there is nothing to resume")
+    if (run_dir / "checkpoints").exists():
+        raise SokhanError(f"{run_dir} already has checkpoints; choose another --out-dir")
+    train, val = TokenData(cfg.data, "train"), TokenData(cfg.data, "val")
+    order = model.config.order
+    if train.num_tokens < order:
+        raise SokhanError(f"the train split has {train.num_tokens} tokens, fewer than the order {order}")
+    console.print(f"model: ngram, order {order}, {model.config.smoothing} Kneser-Ney; counting {train.num_tokens:,} tokens")
+    t0 = time.perf_counter()
+    model.fit(np.asarray(train.tokens))
+    elapsed = time.perf_counter() - t0
+    nll = -float(model.log_probs(np.asarray(val.tokens)).sum())
+    val_loss = nll / max(val.num_tokens - 1, 1)
+    val_bpc = bits_per_char(nll, val.num_chars)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    row = {"step": 1, "split": "val", "loss": val_loss, "bpc": val_bpc, "tokens": train.num_tokens,
+           "time": round(elapsed, 3)}
+    (run_dir / "metrics.jsonl").write_text(json.dumps(row) + "\n", encoding="utf-8")
+    run_config["progress"] = {"step": 1, "tokens": train.num_tokens, "elapsed": round(elapsed, 2)}
+    save_checkpoint(run_dir, 1, model, run_config, tokenizer_json, None, keep=1)
+    console.print(f"counted {model.num_parameters():,} n-grams in {elapsed:.1f}s: val loss {val_loss:.4f}, "
+                  f"{val_bpc:.3f} bits/char")
+    return TrainResult(run_dir, 1, train.num_tokens, elapsed, val_loss, val_bpc, {"loss": val_loss, "bpc": val_bpc})

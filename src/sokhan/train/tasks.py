@@ -7,12 +7,15 @@ The engine is the same for every model family; a task is the only family-specifi
 from __future__ import annotations
 
 import math
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
+import numpy as np
 import torch
 from torch import nn
 
 from sokhan.data.shards import TokenData
+from sokhan.errors import SokhanError
+from sokhan.models.recurrent import RecurrentState
 
 Batch = Any
 
@@ -55,3 +58,62 @@ class CausalLMTask:
         """nats/token → bits/char with the split's own token and character counts."""
         data = self.splits[split]
         return loss / math.log(2) * data.num_tokens / data.num_chars
+
+
+class StreamBatch(NamedTuple):
+    x: torch.Tensor
+    y: torch.Tensor
+    fresh: bool  # the streams start over: forget the carried hidden state
+
+
+class StreamLMTask(CausalLMTask):
+    """Truncated backpropagation through time (Williams & Peng 1990), as recurrent LMs train.
+
+    The train split is cut into `batch_size` contiguous stripes read in order, `block_size`
+    tokens at a time; row b of each batch continues row b of the previous one, so the hidden
+    state is carried across batches (detached: gradients flow back `block_size` steps only).
+    The stream position and the hidden state are task state, saved with each checkpoint, so a
+    resumed run continues exactly. Evaluation uses random windows from a fresh state, as the
+    Transformer's does.
+    """
+
+    def __init__(self, data_dir: str, batch_size: int, block_size: int, device: torch.device):
+        super().__init__(data_dir, batch_size, block_size, device)
+        train = self.splits["train"]
+        self.stripe = (train.num_tokens - 1) // batch_size
+        if self.stripe < block_size:
+            raise SokhanError(f"BPTT length {block_size} is larger than the data: the train split's "
+                              f"{train.num_tokens} tokens make {batch_size} streams of {self.stripe}; "
+                              f"lower --block-size or --batch-size")
+        self.position = 0
+        self.carry = RecurrentState()
+
+    def sample(self, split: str, generator: torch.Generator) -> StreamBatch | tuple[torch.Tensor, torch.Tensor]:
+        if split != "train":
+            return super().sample(split, generator)
+        fresh = self.position == 0
+        starts = np.arange(self.batch_size) * self.stripe + self.position
+        buf = torch.from_numpy(self.splits["train"].tokens[starts[:, None] + np.arange(self.block_size + 1)]
+                               .astype(np.int64)).to(self.device)
+        self.position += self.block_size
+        if self.position + self.block_size > self.stripe:  # an epoch ends: start the streams over
+            self.position = 0
+        return StreamBatch(buf[:, :-1], buf[:, 1:], fresh)
+
+    def loss(self, model: nn.Module, batch: StreamBatch | tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        if not isinstance(batch, StreamBatch):
+            return super().loss(model, batch)
+        if batch.fresh:
+            self.carry = RecurrentState()
+        self.carry.detach()
+        return model(batch.x, batch.y, cache=self.carry)[1]
+
+    def state_dict(self) -> dict[str, Any]:
+        hidden = self.carry.hidden
+        hidden = [] if hidden is None else [h.detach().cpu() for h in (hidden if isinstance(hidden, tuple) else (hidden,))]
+        return {"position": self.position, "hidden": hidden}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.position = int(state["position"])
+        hidden = [h.to(self.device) for h in state["hidden"]]
+        self.carry = RecurrentState(None if not hidden else hidden[0] if len(hidden) == 1 else tuple(hidden))

@@ -1,0 +1,93 @@
+"""Recipe: the second main job. Language modeling as a history, measured on one scale.
+
+On the embedded Divan of Hafez, with no network: count n-grams of a few orders, then train
+a plain RNN, an LSTM, a GRU, a GPT and a BERT-style encoder — each neural family under the
+same wall-clock budget, on the same data and tokenizer, with the same engine — and print the
+leaderboard of bits per character on the same held-out text, with its plot.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from rich.console import Console
+
+from sokhan.data.prepare import PrepareConfig, prepare
+from sokhan.errors import SokhanError
+from sokhan.eval.leaderboard import RunSummary, markdown, plot, summarize, table
+from sokhan.train.engine import TrainConfig
+from sokhan.train.pretrain import pretrain
+
+# One model per family, each a sensible small size for a CPU; all read the same context length.
+FAMILY_MODELS: dict[str, dict[str, Any]] = {
+    "rnn": dict(family="rnn", n_layer=1, n_embd=256, dropout=0.0),
+    "lstm": dict(family="lstm", n_layer=2, n_embd=256, dropout=0.1),
+    "gru": dict(family="gru", n_layer=2, n_embd=256, dropout=0.1),
+    "gpt": dict(family="gpt", n_layer=4, n_head=4, n_embd=128, dropout=0.1),
+    "bert": dict(family="bert", n_layer=4, n_head=4, n_embd=128, dropout=0.1),
+}
+LEARNING_RATES = {"rnn": 2e-3, "lstm": 3e-3, "gru": 3e-3, "gpt": 2e-3, "bert": 1e-3}
+
+
+@dataclass
+class ZooConfig:
+    section: ClassVar[str] = "zoo"
+
+    out_dir: str = "runs/zoo"
+    source: str = "hafez,fatol-hafez"     # any `sokhan prepare` source
+    tokenizer: str = "char"               # char | bpe: the one tokenizer every family shares
+    vocab_size: int = 2048                # for bpe
+    budget: float = 120.0                 # seconds of training per neural family
+    families: list[str] = field(default_factory=lambda: ["rnn", "lstm", "gru", "gpt", "bert"])
+    orders: list[int] = field(default_factory=lambda: [2, 3, 4, 5, 6, 8])  # n-gram orders to count
+    block_size: int = 128                 # context / BPTT length, the same for every network
+    batch_size: int = 32
+    device: str = "auto"
+    seed: int = 1337
+    progress: bool = True
+
+
+def run_zoo(cfg: ZooConfig, console: Console) -> list[RunSummary]:
+    unknown = sorted(set(cfg.families) - set(FAMILY_MODELS))
+    if unknown:
+        raise SokhanError(f"unknown zoo family {', '.join(unknown)}; choose from {', '.join(FAMILY_MODELS)}")
+    if cfg.budget <= 0:
+        raise SokhanError("--budget must be a positive number of seconds")
+    out = Path(cfg.out_dir)
+    console.rule("[bold]prepare: the same text, the same tokenizer, for every family")
+    data = prepare(PrepareConfig(source=cfg.source, out_dir=str(out / "data"), tokenizer=cfg.tokenizer,
+                                 vocab_size=cfg.vocab_size, seed=cfg.seed), progress=cfg.progress)
+    runs = []
+    for order in cfg.orders:
+        console.rule(f"[bold]counting: a {order}-gram model, modified Kneser-Ney")
+        runs.append(train_one(cfg, data, out / f"ngram-{order}", dict(family="ngram", order=order), 0, console))
+    for family in cfg.families:
+        console.rule(f"[bold]{family}: {cfg.budget:.0f} seconds of training")
+        runs.append(train_one(cfg, data, out / family, FAMILY_MODELS[family], LEARNING_RATES[family], console))
+    console.rule("[bold]leaderboard: bits per character of the same held-out text")
+    summaries = [summarize(run, device=cfg.device) for run in runs]
+    write_leaderboard(summaries, out, console, f"sokhan zoo: {cfg.source}, {cfg.tokenizer} tokens, "
+                                             f"{cfg.budget:.0f}s per network")
+    return summaries
+
+
+def train_one(cfg: ZooConfig, data: Path, run_dir: Path, model: dict[str, Any], lr: float, console: Console) -> Path:
+    if run_dir.exists():  # a fresh zoo each time: never mix two runs
+        shutil.rmtree(run_dir)
+    train = TrainConfig(data=str(data), out_dir=str(run_dir), batch_size=cfg.batch_size, max_steps=1_000_000,
+                        max_time=cfg.budget, lr=lr or 1e-3, min_lr=(lr or 1e-3) / 10, warmup_steps=50,
+                        eval_interval=500, eval_iters=10, device=cfg.device, seed=cfg.seed, progress=cfg.progress,
+                        keep_checkpoints=1)
+    return pretrain(train, dict(model, block_size=cfg.block_size), console).run_dir
+
+
+def write_leaderboard(summaries: list[RunSummary], out: Path, console: Console, title: str) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    wide = Console(file=console.file, width=max(console.width, 120), quiet=console.quiet)  # whole rows, even in a log
+    wide.print(table(summaries, title))
+    (out / "leaderboard.md").write_text(markdown(summaries), encoding="utf-8")
+    png = plot(summaries, out / "leaderboard.png", title)
+    console.print(f"table: {out / 'leaderboard.md'}   plot: {png}")
