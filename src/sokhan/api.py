@@ -113,6 +113,7 @@ class LanguageModel:
 
     @torch.inference_mode()
     def next_token_probs(self, prompt: str, k: int = 10) -> list[tuple[str, float]]:
+        self.require_causal("next-token probabilities")
         ids = self.encode_prompt(prompt)[-self.block_size:]
         device = model_device(self.model)
         logits = self.model(torch.tensor([ids], device=device), last_only=True)[0][0, -1]

@@ -215,6 +215,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
     cfg = load_config(SampleConfig, args.config, given(args, SampleConfig))
     lm = LanguageModel.load(args.model, device=args.device)
+    lm.require_causal("chat")
     return TerminalChat(lm, cfg, system=args.system).run()
 
 
@@ -253,6 +254,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
     if args.max_tokens_cap is not None and args.max_tokens_cap < 1:
         raise SokhanError("--max-tokens-cap must be ≥ 1")
     lm = LanguageModel.load(args.model, device=args.device)
+    lm.require_causal("serving a chat API")
     name = args.model_name or default_model_name(args.model)
     serve(lm, args.host, args.port, model_name=name, api_key=args.api_key, max_tokens_cap=args.max_tokens_cap,
           announce=console.print)

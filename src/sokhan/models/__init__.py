@@ -9,10 +9,13 @@ from torch import nn
 
 from sokhan.errors import SokhanError
 from sokhan.models.config import ModelConfig, preset
+from sokhan.models.bert import BERT
 from sokhan.models.gpt import GPT
+from sokhan.models.ngram import NGramLM
 from sokhan.models.recurrent import RecurrentLM
 
-FAMILIES: dict[str, type[nn.Module]] = {"gpt": GPT, "rnn": RecurrentLM, "lstm": RecurrentLM, "gru": RecurrentLM}
+FAMILIES: dict[str, type[nn.Module]] = {"gpt": GPT, "bert": BERT, "rnn": RecurrentLM, "lstm": RecurrentLM,
+                                        "gru": RecurrentLM, "ngram": NGramLM}
 
 
 def model_device(model: nn.Module) -> torch.device:
@@ -28,4 +31,4 @@ def build_model(cfg: ModelConfig) -> nn.Module:
     return FAMILIES[cfg.family](cfg)
 
 
-__all__ = ["GPT", "ModelConfig", "build_model", "preset", "FAMILIES", "model_device"]
+__all__ = ["GPT", "BERT", "NGramLM", "RecurrentLM", "ModelConfig", "build_model", "preset", "FAMILIES", "model_device"]

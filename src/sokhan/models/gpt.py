@@ -1,12 +1,17 @@
-"""GPT: a stack of Transformer decoder blocks (Radford et al. 2018/2019), nanoGPT-sized.
+"""The Transformer language-model stack, and GPT: its causal (decoder-only) member.
 
-token embedding → positional encoding → N × (masked self-attention, feed-forward)
-→ final norm (pre-norm only) → final linear → logits; softmax/cross-entropy in `loss`.
+token embedding → positional encoding → N × (self-attention, feed-forward)
+→ final norm (pre-norm only) → final linear → logits; softmax/cross-entropy in `forward`.
+
+`TransformerLM` is that stack, written once. A family is a subclass that says which way
+attention may look: GPT (Radford et al. 2018/2019, nanoGPT-sized) masks the future and
+predicts the next token; BERT (`models/bert.py`) sees both sides and predicts masked tokens.
 """
 
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -17,10 +22,19 @@ from sokhan.models.components import (KVCache, LearnedPositionalEmbedding, Rotar
                                       make_norm)
 from sokhan.models.config import ModelConfig
 
-IGNORE_INDEX = -100  # targets with this id add nothing to the loss (padding, prompt tokens)
+IGNORE_INDEX = -100  # targets with this id add nothing to the loss (padding, prompt tokens, unmasked tokens)
 
 
-class GPT(nn.Module):
+class TransformerLM(nn.Module):
+    """A stack of Transformer blocks with a token-predicting head; subclasses set `causal`.
+
+    Every position gets logits over the vocabulary; the loss is cross-entropy against
+    `targets`, skipping IGNORE_INDEX. What the targets mean (the next token, or the
+    original token under a mask) is the family's task, not the stack's.
+    """
+
+    causal: ClassVar[bool] = True
+
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.config = cfg
@@ -31,7 +45,7 @@ class GPT(nn.Module):
             "rope": lambda: None, "none": lambda: None,
         }[cfg.positional]()
         self.rope = RotaryEmbedding(cfg.head_size, cfg.block_size, cfg.rope_base) if cfg.positional == "rope" else None
-        self.blocks = nn.ModuleList(TransformerBlock(cfg, causal=True) for _ in range(cfg.n_layer))
+        self.blocks = nn.ModuleList(TransformerBlock(cfg, causal=self.causal) for _ in range(cfg.n_layer))
         # Post-norm blocks already end in a norm; pre-norm needs one before the final linear.
         self.final_norm = make_norm(cfg) if cfg.prenorm else nn.Identity()
         self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)  # §3.4 final linear
@@ -57,20 +71,18 @@ class GPT(nn.Module):
             n -= self.positions.weight.numel()
         return n
 
-    def new_cache(self, batch: int, max_len: int | None = None) -> KVCache:
-        p = self.lm_head.weight
-        cfg = self.config
-        return KVCache(cfg.n_layer, batch, cfg.n_head, max_len or cfg.block_size, cfg.head_size, p.device, p.dtype)
-
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
                 padding: torch.Tensor | None = None, cache: KVCache | None = None,
                 need_weights: bool = False, last_only: bool = False,
                 ) -> tuple[torch.Tensor, torch.Tensor | None, list[torch.Tensor] | None]:
         """Return (logits, loss, attention weights per layer).
 
-        idx: (B, T) token ids; targets: (B, T) next-token ids or IGNORE_INDEX; padding:
-        (B, T_total) 1 for real tokens; cache: continue after the tokens it holds.
+        idx: (B, T) token ids; targets: (B, T) ids to predict or IGNORE_INDEX; padding:
+        (B, T_total) 1 for real tokens; cache: continue after the tokens it holds (causal only).
         """
+        if cache is not None and not self.causal:
+            # A cache reuses keys/values of earlier tokens, valid only if they never see later ones.
+            raise ValueError(f"{type(self).__name__} attends in both directions; it cannot use a KV cache")
         offset = cache.length if cache is not None else 0
         t = idx.size(1)
         if offset + t > self.config.block_size:
@@ -90,7 +102,20 @@ class GPT(nn.Module):
         if last_only:  # norm and project only the last position (the norm is per position)
             x = x[:, -1:]
         logits = self.lm_head(self.final_norm(x))
-        loss = None
-        if targets is not None:
-            loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX)
+        loss = self.loss(logits, targets) if targets is not None else None
         return logits, loss, attentions
+
+    def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy over the targets that are not IGNORE_INDEX."""
+        return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX)
+
+
+class GPT(TransformerLM):
+    """Decoder-only: each position sees itself and the past, and predicts the next token."""
+
+    causal: ClassVar[bool] = True
+
+    def new_cache(self, batch: int, max_len: int | None = None) -> KVCache:
+        p = self.lm_head.weight
+        cfg = self.config
+        return KVCache(cfg.n_layer, batch, cfg.n_head, max_len or cfg.block_size, cfg.head_size, p.device, p.dtype)
