@@ -30,7 +30,7 @@ def test_uniform_model_scores_log2_vocab_per_token(tiny_run, family):
     lm.model = model
     text = lm.normalize("الا یا ایها الساقی ادر کاسا و ناولها که عشق آسان نمود اول ولی افتاد مشکل‌ها")
     tokens = len(lm.tokenizer.encode_plain(text)) + 1  # + <|eos|>; the opening <|bos|> is context, not scored
-    assert lm.bits_per_char(text) == pytest.approx(math.log2(vocab) * tokens / (len(text) + 1), rel=1e-6)  # float32 logits
+    assert lm.bits_per_char(text) == pytest.approx(math.log2(vocab) * tokens / (len(text) + 1), rel=1e-6)
     nll, n = sequence_nll(model, np.arange(40) % vocab, block_size=16)  # sliding windows or carried state alike
     assert n == 39 and bits_per_char(nll, 78) == pytest.approx(math.log2(vocab) * 39 / 78, rel=1e-6)
 

@@ -265,8 +265,14 @@ class _Progress:
         from rich.console import Console
         console = Console(stderr=True)
         if self.enabled and console.is_terminal:  # no bar in logs and pipes
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
-                                       TimeElapsedColumn)
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                SpinnerColumn,
+                TextColumn,
+                TimeElapsedColumn,
+            )
             self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                                      MofNCompleteColumn(), TextColumn("documents"), TimeElapsedColumn(),
                                      console=console, transient=False)

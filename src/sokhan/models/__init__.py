@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from sokhan.errors import SokhanError
-from sokhan.models.config import ModelConfig, preset
 from sokhan.models.bert import BERT
+from sokhan.models.config import ModelConfig, preset
 from sokhan.models.gpt import GPT
 from sokhan.models.ngram import NGramLM
 from sokhan.models.recurrent import RecurrentLM

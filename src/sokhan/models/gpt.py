@@ -17,9 +17,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sokhan.models.components import (KVCache, LearnedPositionalEmbedding, RotaryEmbedding,
-                                      SinusoidalPositionalEncoding, TokenEmbedding, TransformerBlock, dropout,
-                                      make_norm)
+from sokhan.models.components import (
+    KVCache,
+    LearnedPositionalEmbedding,
+    RotaryEmbedding,
+    SinusoidalPositionalEncoding,
+    TokenEmbedding,
+    TransformerBlock,
+    dropout,
+    make_norm,
+)
 from sokhan.models.config import ModelConfig
 
 IGNORE_INDEX = -100  # targets with this id add nothing to the loss (padding, prompt tokens, unmasked tokens)

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 import torch
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import nn
 
 from sokhan.errors import SokhanError
@@ -184,14 +184,17 @@ class Trainer:
         decay_steps = cfg.lr_decay_steps or cfg.max_steps
         self.model.train()
         result = TrainResult(self.run_dir, self.step, self.tokens, self.elapsed)
-        progress = Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
+        progress = Progress(TextColumn("[bold]train"), BarColumn(), TextColumn("step {task.fields[step]}"),
                             TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[tps]} tok/s"),
                             TimeRemainingColumn(), console=self.console, disable=not (cfg.progress and self.console.is_terminal),
                             transient=False)
         saved_at = -1
         t_last, tokens_last = time.perf_counter(), self.tokens
         with progress:
-            bar = progress.add_task("train", total=cfg.max_steps, completed=self.step, loss="-", tps="-")
+            def done() -> float:  # the bar follows whichever budget, steps or wall-clock time, ends the run first
+                return max(self.step / cfg.max_steps, self.elapsed / cfg.max_time if cfg.max_time else 0.0)
+
+            bar = progress.add_task("train", total=1.0, completed=done(), loss="-", tps="-", step=self.step)
             try:
                 while self.step < cfg.max_steps and not (cfg.max_time and self.elapsed >= cfg.max_time):
                     t0 = time.perf_counter()
@@ -222,7 +225,7 @@ class Trainer:
                         log({"step": self.step, "split": "train", "loss": loss_sum, "lr": lr,
                              "tokens": self.tokens, "tokens_per_s": round(tps, 1), "time": round(self.elapsed, 3)})
                         progress.update(bar, loss=f"{loss_sum:.3f}", tps=f"{tps:,.0f}")
-                    progress.update(bar, completed=self.step)
+                    progress.update(bar, completed=min(done(), 1.0), step=self.step)
                     if self.step % cfg.eval_interval == 0:
                         self._eval_and_save(log, result)
                         saved_at = self.step

@@ -28,7 +28,7 @@ from sokhan.errors import SokhanError
 from sokhan.infer.chat import TEMPLATE_NAME, ChatTemplate, Message
 from sokhan.models.gpt import IGNORE_INDEX
 from sokhan.train.checkpoint import save_folder, weights_bytes
-from sokhan.train.engine import Trainer, TrainConfig, TrainResult, resolve_device
+from sokhan.train.engine import TrainConfig, Trainer, TrainResult, resolve_device
 from sokhan.train.lora import apply_lora, lora_state_dict, merge_lora
 
 

@@ -21,12 +21,12 @@ from rich.console import Console
 from torch import nn
 
 from sokhan.data.shards import TokenData, load_meta
-from sokhan.eval.bpc import bits_per_char
 from sokhan.errors import SokhanError
+from sokhan.eval.bpc import bits_per_char
 from sokhan.models import build_model, preset
 from sokhan.models.config import ModelConfig
 from sokhan.train.checkpoint import read_config, resolve_model_dir, save_checkpoint
-from sokhan.train.engine import Trainer, TrainConfig, TrainResult, resolve_device
+from sokhan.train.engine import TrainConfig, Trainer, TrainResult, resolve_device
 from sokhan.train.tasks import CausalLMTask, StreamLMTask, Task
 
 
