@@ -93,9 +93,13 @@ def table(summaries: list[RunSummary], title: str = "leaderboard") -> Table:
     for name in ("run", "family", "size", "params", "tokens", "time", "tok/s", "val bpc", "MLM loss", "MLM acc"):
         t.add_column(name, justify="left" if name in ("run", "family", "size") else "right", no_wrap=True)
     for s in sort_runs(summaries):
-        t.add_row(s.run, s.family, s.size, short(s.parameters), short(s.tokens), f"{s.seconds:.0f}s",
+        t.add_row(s.run, s.family, s.size, short(s.parameters), short(s.tokens), seconds(s.seconds),
                   short(s.tokens_per_s), fmt(s.val_bpc, 3), fmt(s.masked_loss, 3), fmt(s.masked_accuracy, 3))
     return t
+
+
+def seconds(t: float) -> str:
+    return f"{t:.0f}s" if t >= 10 else f"{t:.2f}s"
 
 
 def short(n: float) -> str:
@@ -111,7 +115,7 @@ def markdown(summaries: list[RunSummary]) -> str:
             "masked loss | masked acc. |")
     lines = [head, "|" + "---|" * 10]
     for s in sort_runs(summaries):
-        lines.append(f"| {s.run} | {s.family} | {s.size} | {s.parameters:,} | {s.tokens:,} | {s.seconds:.0f}s | "
+        lines.append(f"| {s.run} | {s.family} | {s.size} | {s.parameters:,} | {s.tokens:,} | {seconds(s.seconds)} | "
                      f"{s.tokens_per_s:,.0f} | {fmt(s.val_bpc, 3)} | {fmt(s.masked_loss, 3)} | "
                      f"{fmt(s.masked_accuracy, 3)} |")
     return "\n".join(lines) + "\n"
