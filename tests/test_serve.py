@@ -270,11 +270,15 @@ class SlowEndless(nn.Module):
         super().__init__()
         self.inner, self.banned, self.delay = inner, banned, delay
         self.config = inner.config
+        self.threads: set[str] = set()  # the names of the threads that ran forward
+        self.uncached = 0  # forwards without a KV cache: not sampling's (the inspector's)
 
     def new_cache(self, *args, **kw):
         return self.inner.new_cache(*args, **kw)
 
     def forward(self, *args, **kw):
+        self.threads.add(threading.current_thread().name)
+        self.uncached += kw.get("cache") is None
         time.sleep(self.delay)
         logits, *rest = self.inner(*args, **kw)
         logits = logits.clone()
@@ -378,6 +382,179 @@ def test_cli_serve_rejects_bad_arguments(tmp_path):
 
     assert main(["serve", str(tmp_path / "missing")]) == 2
     assert main(["serve", str(tmp_path), "--port", "70000"]) == 2
+
+
+# --- the inspector's endpoints (the page's "Inspect" view; not OpenAI's API) ----------------------
+
+SENTENCE = "الا یا ایها الساقی"
+
+
+def inspect(url: str, path: str, body: dict | bytes, key: str | None = KEY) -> httpx.Response:
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})}
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return httpx.post(f"{url}/inspect/{path}", content=content, headers=headers, timeout=TIMEOUT)
+
+
+def test_inspect_attention_is_the_models_attention(server, lm):
+    from sokhan.inspect.attention import attention_maps
+
+    r = inspect(server.url, "attention", {"text": SENTENCE})
+    assert r.status_code == 200, r.text
+    got = r.json()
+    maps = attention_maps(lm, SENTENCE)
+    T = len(maps.tokens)
+    assert got["tokens"] == maps.tokens and T > 5
+    assert (got["layers"], got["heads"], got["causal"], got["layer"]) == (2, 2, True, None)
+    weights = torch.tensor(got["weights"], dtype=torch.float64)
+    assert weights.shape == (2, 2, T, T)
+    assert torch.allclose(weights, maps.weights.double(), atol=5e-5, rtol=0)  # rounded to 4 decimals
+    assert torch.equal(weights, weights.round(decimals=4))
+    assert torch.allclose(weights.sum(-1), torch.ones(2, 2, T, dtype=torch.float64), atol=T * 5e-5)
+    future = torch.ones(T, T, dtype=torch.bool).triu(1)
+    assert (weights[..., future] == 0).all()  # a decoder never looks ahead: exactly zero
+    assert (weights[..., ~future] > 0).any()
+
+    one = inspect(server.url, "attention", {"text": SENTENCE, "layer": 1}).json()
+    assert one["layer"] == 1 and one["weights"][0] is None
+    assert one["weights"][1] == got["weights"][1] and one["tokens"] == got["tokens"]
+    health = httpx.get(server.url + "/health", timeout=TIMEOUT).json()
+    assert health["inspect"] == {"family": "gpt", "attention": {"layers": 2, "heads": 2, "max_tokens": 64},
+                                 "next_token": True}
+
+
+def test_inspect_next_token_is_the_librarys(server, lm):
+    r = inspect(server.url, "next", {"text": SENTENCE, "k": 5})
+    assert r.status_code == 200, r.text
+    got = r.json()
+    expected = lm.next_token_probs(SENTENCE, 5)
+    assert [t["token"] for t in got["tokens"]] == [t for t, _ in expected]
+    assert [t["prob"] for t in got["tokens"]] == pytest.approx([p for _, p in expected], abs=1e-6)
+    assert got["context_tokens"] == len(lm.encode_prompt(SENTENCE))
+    probs = [t["prob"] for t in got["tokens"]]
+    assert probs == sorted(probs, reverse=True)
+    # the default k is 10; an empty text asks what a document begins with
+    assert len(inspect(server.url, "next", {"text": ""}).json()["tokens"]) == 10
+
+
+def test_inspect_needs_the_key_like_v1(server):
+    for path, body in (("attention", {"text": SENTENCE}), ("next", {"text": SENTENCE})):
+        for key in (None, "wrong"):
+            r = inspect(server.url, path, body, key=key)
+            assert r.status_code == 401, (path, key)
+            assert r.json()["error"]["code"] == "invalid_api_key"
+    r = httpx.get(server.url + "/inspect/attention", headers=auth(), timeout=TIMEOUT)
+    assert r.status_code == 405 and "error" in r.json()
+
+
+BAD_INSPECT = [
+    # (endpoint, body, status, param, code or None)
+    ("attention", b"{not json", 400, None, "invalid_json"),
+    ("attention", {}, 400, "text", None),
+    ("attention", {"text": ""}, 400, "text", None),
+    ("attention", {"text": "  \n "}, 400, "text", "empty_text"),
+    ("attention", {"text": 5}, 400, "text", None),
+    ("attention", {"text": "دل " * 100}, 400, "text", "too_many_tokens"),
+    ("attention", {"text": "د" * 2001}, 400, "text", None),
+    ("attention", {"text": SENTENCE, "layer": 2}, 400, "layer", "invalid_layer"),
+    ("attention", {"text": SENTENCE, "layer": -1}, 400, "layer", None),
+    ("attention", {"text": SENTENCE, "layer": "0"}, 400, "layer", None),
+    ("next", {"text": SENTENCE, "k": 0}, 400, "k", None),
+    ("next", {"text": SENTENCE, "k": 51}, 400, "k", None),
+    ("next", {"text": ["دل"]}, 400, "text", None),
+    ("next", "x" * (2 << 20), 413, None, "request_too_large"),
+]
+
+
+@pytest.mark.parametrize("endpoint,body,status,param,code", BAD_INSPECT,
+                         ids=[f"{i}-{e}" for i, (e, *_) in enumerate(BAD_INSPECT)])
+def test_inspect_bad_input_is_a_4xx_json_error(server, endpoint, body, status, param, code):
+    r = inspect(server.url, endpoint, body)
+    assert r.status_code == status, r.text
+    error = r.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["type"] == "invalid_request_error" and error["message"]
+    assert error["param"] == param
+    if code is not None:
+        assert error["code"] == code
+
+
+def test_inspect_reply_size_is_capped(server, monkeypatch):
+    import sokhan.serve.app
+
+    T = len(inspect(server.url, "attention", {"text": SENTENCE}).json()["tokens"])
+    monkeypatch.setattr(sokhan.serve.app, "INSPECT_MAX_CELLS", 2 * T * T)  # one layer's two heads, not two layers
+    r = inspect(server.url, "attention", {"text": SENTENCE})
+    assert r.status_code == 400, r.text
+    assert (r.json()["error"]["code"], r.json()["error"]["param"]) == ("too_many_weights", "layer")
+    assert inspect(server.url, "attention", {"text": SENTENCE, "layer": 0}).status_code == 200
+
+
+def untrained(lm: LanguageModel, family: str) -> LanguageModel:
+    """`lm`'s tokenizer on a small untrained model of another family: what the family rules need."""
+    from sokhan.models import build_model
+    from sokhan.models.config import ModelConfig
+
+    cfg = ModelConfig(family=family, vocab_size=lm.model.config.vocab_size, block_size=32, n_layer=3, n_head=2,
+                      n_embd=16)
+    return dataclasses.replace(lm, model=build_model(cfg).eval())
+
+
+def test_inspect_follows_the_family_rules(lm):
+    from sokhan.inspect.attention import attention_maps
+
+    bert, lstm = untrained(lm, "bert"), untrained(lm, "lstm")
+    with ServerThread(create_app(bert)) as s:
+        r = inspect(s.url, "attention", {"text": SENTENCE}, key=None)
+        assert r.status_code == 200, r.text
+        got = r.json()
+        assert (got["layers"], got["heads"], got["causal"]) == (3, 2, False)
+        weights = torch.tensor(got["weights"], dtype=torch.float64)
+        assert torch.allclose(weights, attention_maps(bert, SENTENCE).weights.double(), atol=5e-5, rtol=0)
+        T = len(got["tokens"])
+        assert torch.allclose(weights.sum(-1), torch.ones(3, 2, T, dtype=torch.float64), atol=T * 5e-5)
+        assert (weights[..., torch.ones(T, T, dtype=torch.bool).triu(1)] > 0).all()  # an encoder looks both ways
+        r = inspect(s.url, "next", {"text": SENTENCE}, key=None)
+        assert r.status_code == 400 and r.json()["error"]["code"] == "unsupported_model_family"
+        assert "bert" in r.json()["error"]["message"]
+        assert httpx.get(s.url + "/health", timeout=TIMEOUT).json()["inspect"]["next_token"] is False
+        # the limit is the model's context when that is shorter than the inspector's
+        r = inspect(s.url, "attention", {"text": "دل " * 40}, key=None)  # ~41 tokens: over 32, under 64
+        assert r.status_code == 400 and r.json()["error"]["code"] == "too_many_tokens"
+    with ServerThread(create_app(lstm)) as s:
+        r = inspect(s.url, "attention", {"text": SENTENCE}, key=None)
+        assert r.status_code == 400 and r.json()["error"]["code"] == "unsupported_model_family"
+        assert "lstm" in r.json()["error"]["message"]
+        r = inspect(s.url, "next", {"text": SENTENCE, "k": 3}, key=None)
+        assert r.status_code == 200 and len(r.json()["tokens"]) == 3
+        assert httpx.get(s.url + "/health", timeout=TIMEOUT).json()["inspect"]["attention"] is None
+
+
+def test_inspect_runs_on_the_model_thread(slow):
+    # the slow model records which thread ran each forward: inspecting must not race a generation
+    slow_model = slow.server.config.app.state.server.lm.model
+    slow_model.threads.clear()
+    r = inspect(slow.url, "next", {"text": SENTENCE, "k": 3}, key=None)
+    assert r.status_code == 200
+    assert slow_model.threads == {"sokhan-model"}
+
+
+def test_inspect_waits_its_turn_and_is_dropped_if_its_client_leaves(slow):
+    slow_model = slow.server.config.app.state.server.lm.model
+    body = json.dumps({"text": SENTENCE, "k": 3}).encode()
+    headers = {"Content-Type": "application/json"}
+    with httpx.stream("POST", slow.url + "/v1/completions", json={"prompt": "دل", "max_tokens": 20_000,
+                                                                   "stream": True}, timeout=TIMEOUT) as r:
+        lines = r.iter_lines()  # kept: dropping the iterator would close the connection right away
+        assert next(lines).startswith("data: ")
+        slow_model.uncached = 0
+        # queued behind the stream, the inspector's client gives up
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(slow.url + "/inspect/next", content=body, headers=headers,
+                       timeout=httpx.Timeout(TIMEOUT, read=0.5))
+    assert quick_reply_time(slow.url) < 5.0
+    assert slow_model.uncached == 0  # the abandoned call never ran
+    assert inspect(slow.url, "next", {"text": SENTENCE, "k": 3}, key=None).status_code == 200
+    assert slow_model.uncached == 1
 
 
 @torch.inference_mode()

@@ -1,8 +1,9 @@
-"""`sokhan serve`: an OpenAI-compatible HTTP API and a browser chat page over one trained model.
+"""`sokhan serve`: an OpenAI-compatible HTTP API and a browser page (chat, and an inspector of attention and next-token
+probabilities) over one trained model.
 
 `create_app(lm)` builds the ASGI app; `serve(lm, host, port)` runs it with uvicorn. The
 pieces: `schemas` (the request bodies), `errors` (OpenAI's error shape), `worker` (the
-model's one generation thread), `app` (the routes), `static/` (the chat page, no build step).
+model's one generation thread), `app` (the routes), `static/` (the page, no build step).
 """
 
 from sokhan.serve.app import create_app, default_model_name, serve

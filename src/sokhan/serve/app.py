@@ -1,4 +1,4 @@
-"""The HTTP server: OpenAI's completions and chat-completions API over one sokhan model, plus a chat page.
+"""The HTTP server: OpenAI's completions and chat-completions API over one sokhan model, plus a chat and inspect page.
 
     sokhan serve runs/demo/pretrain --port 8000
     curl localhost:8000/v1/chat/completions -d '{"messages": [{"role": "user", "content": "سلام"}]}'
@@ -11,6 +11,15 @@ Streaming uses OpenAI's server-sent events: `data: {chunk}` per text piece, a la
 Bad input is always a 4xx with OpenAI's error body (see `errors.py`). Generation runs on the
 model's worker thread (see `worker.py`), so the event loop only moves bytes; each request
 watches for its client going away and cancels its job, which frees the model at once.
+
+Beside OpenAI's API, the page's "Inspect" view has two JSON endpoints of its own (same key,
+same error shape, run on the same worker thread):
+
+    POST /inspect/attention {"text": "...", "layer": null}
+      -> {"tokens": [...], "layers": L, "heads": H, "causal": true, "layer": null,
+          "weights": [layer][head][query][key]}   (4 decimals; a layer not asked for is null)
+    POST /inspect/next {"text": "...", "k": 10}
+      -> {"tokens": [{"token": "...", "prob": 0.12}, ...], "context_tokens": n}
 """
 
 from __future__ import annotations
@@ -36,13 +45,22 @@ from starlette.types import Receive, Scope, Send
 from sokhan.api import LanguageModel
 from sokhan.errors import SokhanError
 from sokhan.infer.sampling import SampleConfig, StreamStats
+from sokhan.inspect.attention import attention_maps
 from sokhan.serve.errors import APIError, install_handlers
-from sokhan.serve.schemas import ChatRequest, CompletionRequest, SamplingFields
-from sokhan.serve.worker import Job, ModelWorker
+from sokhan.serve.schemas import (
+    AttentionRequest,
+    ChatRequest,
+    CompletionRequest,
+    NextTokenRequest,
+    SamplingFields,
+)
+from sokhan.serve.worker import Call, Job, ModelWorker
 
 MAX_BODY_BYTES = 1 << 20  # 1 MiB: far more than any context this workbench trains
 COMPLETION_DEFAULT_TOKENS = 16  # OpenAI's default for /v1/completions; chat defaults to the cap
 STATIC = resources.files("sokhan.serve") / "static"
+INSPECT_MAX_TOKENS = 64  # tokens (with <|bos|>) an attention request may look at; also ≤ the context
+INSPECT_MAX_CELLS = 1 << 18  # attention weights in one reply (layers × heads × T²): at most ~2 MB of JSON
 
 
 def default_model_name(path: str | Path) -> str:
@@ -70,7 +88,7 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def watch_disconnect(request: Request, job: Job) -> None:
+async def watch_disconnect(request: Request, job: Job | Call) -> None:
     """Abandon `job` when the client hangs up (the body is read, so the next message is the hang-up)."""
     while True:
         message = await request.receive()
@@ -132,6 +150,58 @@ class Server:
             raise APIError(400, f"the prompt is {len(ids)} tokens; this model's context is {self.lm.block_size}",
                            "prompt", "context_length_exceeded")
         return ids
+
+    # --- the inspector --------------------------------------------------------------------------
+
+    @property
+    def has_attention(self) -> bool:
+        return hasattr(self.lm.model, "blocks")  # what `attention_maps` asks: a Transformer stack
+
+    @property
+    def inspect_max_tokens(self) -> int:
+        return min(INSPECT_MAX_TOKENS, self.lm.block_size)
+
+    def inspect_info(self) -> dict:
+        """What the page's Inspect view needs to know before asking (public, in /health)."""
+        attention = None
+        if self.has_attention:
+            attention = {"layers": len(self.lm.model.blocks), "heads": self.lm.model.config.n_head,
+                         "max_tokens": self.inspect_max_tokens}
+        return {"family": self.lm.family, "attention": attention, "next_token": self.lm.family != "bert"}
+
+    def attention_reply(self, lm: LanguageModel, text: str, layer: int | None) -> dict:
+        """On the worker thread: the attention weights of `text`, as JSON (see the module's docstring)."""
+        ids = lm.encode_prompt(text)
+        limit = self.inspect_max_tokens
+        if len(ids) > limit:
+            raise APIError(400, f"text: it is {len(ids)} tokens with <|bos|>; the inspector looks at {limit} at most",
+                           "text", "too_many_tokens")
+        maps = attention_maps(lm, text, max_tokens=limit)
+        cells = (1 if layer is not None else maps.layers) * maps.heads * len(maps.tokens) ** 2
+        if cells > INSPECT_MAX_CELLS:
+            raise APIError(400, f"{cells} weights are more than one reply carries ({INSPECT_MAX_CELLS}): ask for "
+                           "one layer, or a shorter text", "layer", "too_many_weights")
+        # float64 before rounding, so that the JSON says 0.1234, not float32's 0.12340000271797180
+        weights = maps.weights.double().round(decimals=4)
+        return {"tokens": maps.tokens, "layers": maps.layers, "heads": maps.heads, "causal": maps.causal,
+                "layer": layer, "weights": [weights[i].tolist() if layer in (None, i) else None
+                                            for i in range(maps.layers)]}
+
+    async def call(self, request: Request, fn: Callable[[LanguageModel], dict]) -> Response:
+        """`fn(lm)` on the model's worker thread, in turn with generation, answered as JSON.
+
+        Like a generation, the call is dropped if its client hangs up while it waits.
+        """
+        call = self.worker.call(fn)
+        watcher = asyncio.create_task(watch_disconnect(request, call))
+        try:
+            await asyncio.wait([call.future])
+            if call.future.cancelled():
+                return Response(status_code=499)  # the client is gone; nobody reads this
+            return JSONResponse(call.future.result())  # or raises fn's error, which becomes the reply
+        finally:
+            call.abandon()
+            watcher.cancel()
 
     # --- replies --------------------------------------------------------------------------------
 
@@ -269,11 +339,47 @@ def create_app(lm: LanguageModel, *, model_name: str | None = None, api_key: str
 
     app.include_router(v1)
 
+    # The inspector's endpoints run the model, so they need the key as /v1 does.
+    inspect = APIRouter(prefix="/inspect", dependencies=[Depends(server.check_key)])
+
+    @inspect.post("/attention")
+    async def inspect_attention(request: Request) -> Response:
+        req = AttentionRequest.model_validate_json(await read_body(request, server.max_body_bytes))
+        info = server.inspect_info()["attention"]
+        if info is None:
+            raise APIError(400, f"this server's model is a '{lm.family}' model: only Transformers (gpt, bert) have "
+                           "attention maps", None, "unsupported_model_family")
+        if not req.text.strip():
+            raise APIError(400, "text: give a text to look at", "text", "empty_text")
+        if req.layer is not None and req.layer >= info["layers"]:
+            raise APIError(400, f"layer: this model has {info['layers']} layers, numbered from 0", "layer",
+                           "invalid_layer")
+        return await server.call(request, lambda m: server.attention_reply(m, req.text, req.layer))
+
+    @inspect.post("/next")
+    async def inspect_next(request: Request) -> Response:
+        req = NextTokenRequest.model_validate_json(await read_body(request, server.max_body_bytes))
+        try:
+            lm.require_causal("next-token probabilities")
+        except SokhanError:
+            raise APIError(400, f"this server's model is a masked-LM encoder ({lm.family}), not a left-to-right "
+                           "model: it has no next token to predict", None, "unsupported_model_family") from None
+        k = min(req.k, lm.model.config.vocab_size)
+
+        def top(m: LanguageModel) -> dict:
+            n = min(len(m.encode_prompt(req.text)), m.block_size)
+            return {"tokens": [{"token": t, "prob": round(p, 6)} for t, p in m.next_token_probs(req.text, k)],
+                    "context_tokens": n}
+
+        return await server.call(request, top)
+
+    app.include_router(inspect)
+
     @app.get("/health")
     async def health() -> dict:
-        """Public: what the chat page needs before it can talk to /v1 (the name, whether a key is needed)."""
+        """Public: what the page needs before it can talk to /v1 and /inspect (the name, whether a key is needed)."""
         return {"status": "ok", "model": server.model_name, "api_key_required": server.api_key is not None,
-                "max_tokens_cap": server.cap, "context": lm.block_size}
+                "max_tokens_cap": server.cap, "context": lm.block_size, "inspect": server.inspect_info()}
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
@@ -308,7 +414,7 @@ def serve(lm: LanguageModel, host: str = "127.0.0.1", port: int = 8000, log_leve
     app = create_app(lm, **app_options)
     name = app.state.server.model_name
     shown = f"[{host}]" if family == socket.AF_INET6 else host
-    announce(f"serving '{name}' at http://{shown}:{port}/ (chat page) and http://{shown}:{port}/v1 "
+    announce(f"serving '{name}' at http://{shown}:{port}/ (chat and inspect page) and http://{shown}:{port}/v1 "
              f"(OpenAI API); Ctrl-C stops")
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5)
     uvicorn.Server(config).run(sockets=[sock])

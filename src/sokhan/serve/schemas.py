@@ -83,3 +83,19 @@ class ChatRequest(SamplingFields):
 
     def requested_tokens(self) -> int | None:
         return self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens
+
+
+# --- the inspector (not OpenAI's API): what the page's "Inspect" view asks for -----------------
+
+INSPECT_MAX_CHARS = 2000  # a request stays small; the token limit (app.INSPECT_MAX_TOKENS) comes after
+NEXT_MAX_K = 50
+
+
+class AttentionRequest(_Strict):
+    text: Annotated[str, Field(min_length=1, max_length=INSPECT_MAX_CHARS)]
+    layer: Annotated[int, Field(ge=0)] | None = None  # None: every layer; a number: only that one
+
+
+class NextTokenRequest(_Strict):
+    text: Annotated[str, Field(max_length=INSPECT_MAX_CHARS)] = ""  # "": what a document begins with
+    k: Annotated[int, Field(ge=1, le=NEXT_MAX_K)] = 10

@@ -11,6 +11,10 @@ The event loop never runs model code: the worker hands each text piece back with
 `loop.call_soon_threadsafe`, and the request's coroutine awaits an `asyncio.Queue`. A client
 that goes away cancels its job; the worker checks that flag before every token, so the model
 is free for the next request within one token's time.
+
+Short model calls that are not generation (the inspector's attention maps and next-token
+probabilities) go through the same queue as a `Call`, so they never run on the weights while
+a reply is being sampled, and wait their turn like any other request.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from sokhan.api import LanguageModel
@@ -60,13 +65,76 @@ class Job:
     async def next_event(self) -> tuple[str, Any]:
         return await self.events.get()
 
+    def drop(self) -> None:
+        """From the worker side, when the server stops before the job ran."""
+        self._cancel.set()
+        self.emit("cancelled", None)
+
+    def run(self, lm: LanguageModel) -> None:
+        """On the worker thread: sample, handing each piece to the event loop."""
+        try:
+            for piece in stream_text(lm.model, lm.tokenizer, self.prompt_ids, self.cfg, self.progress,
+                                     self._cancel.is_set):
+                self.emit("text", piece)
+                if self.cancelled:
+                    break
+        except Exception as e:  # noqa: BLE001 - handed to the request, which turns it into an error reply
+            self.emit("error", e)
+        else:
+            self.emit("done", self.progress)
+
+
+class Call:
+    """One short model call (`fn(lm)`) queued with the generation jobs; its result comes back in `future`
+    (cancelled if the request gave up on it, or the server stopped before it ran)."""
+
+    def __init__(self, fn: Callable[[LanguageModel], Any], loop: asyncio.AbstractEventLoop):
+        self.fn, self.loop = fn, loop
+        self.future: asyncio.Future[Any] = loop.create_future()
+
+    @property
+    def cancelled(self) -> bool:
+        return self.future.done()  # not waited for any more: the worker skips it
+
+    def abandon(self) -> None:
+        """From the event loop, when the client is gone or the reply is over (like `Job.abandon`)."""
+        self.future.cancel()  # a finished call ignores it
+
+    def _settle(self, result: Any = None, error: BaseException | None = None) -> None:
+        """On the event loop: deliver, unless the request stopped waiting."""
+        if not self.future.done():
+            if error is not None:
+                self.future.set_exception(error)
+            else:
+                self.future.set_result(result)
+
+    def _send(self, *args: Any) -> None:
+        try:
+            self.loop.call_soon_threadsafe(self._settle, *args)
+        except RuntimeError:  # the loop is closed: nobody is waiting
+            pass
+
+    def drop(self) -> None:
+        try:
+            self.loop.call_soon_threadsafe(self.future.cancel)
+        except RuntimeError:
+            pass
+
+    def run(self, lm: LanguageModel) -> None:
+        try:
+            result = self.fn(lm)
+        except Exception as e:  # noqa: BLE001 - raised again in the request, which turns it into an error reply
+            self._send(None, e)
+        else:
+            self._send(result)
+
 
 class ModelWorker:
-    """Owns the LanguageModel; `submit` queues a Job that the one worker thread runs in turn."""
+    """Owns the LanguageModel; `submit` queues a Job (and `call` a Call) that the one worker thread runs in turn."""
 
     def __init__(self, lm: LanguageModel):
         self.lm = lm
-        self._jobs: queue.Queue[Job | None] = queue.Queue()
+        self._jobs: queue.Queue[Job | Call | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
 
@@ -87,8 +155,7 @@ class ModelWorker:
                 except queue.Empty:
                     break
                 if job is not None:
-                    job._cancel.set()
-                    job.emit("cancelled", None)
+                    job.drop()
             self._jobs.put(None)
             thread.join(timeout)
 
@@ -98,6 +165,13 @@ class ModelWorker:
         self._jobs.put(job)
         return job
 
+    def call(self, fn: Callable[[LanguageModel], Any]) -> Call:
+        """Queue `fn(lm)` to run on the worker thread, in turn with generation; await `call.future`."""
+        self.start()
+        call = Call(fn, asyncio.get_running_loop())
+        self._jobs.put(call)
+        return call
+
     def _run(self) -> None:
         while True:
             job = self._jobs.get()
@@ -105,13 +179,4 @@ class ModelWorker:
                 return
             if job.cancelled:  # its client left while it waited in the queue
                 continue
-            try:
-                for piece in stream_text(self.lm.model, self.lm.tokenizer, job.prompt_ids, job.cfg, job.progress,
-                                         job._cancel.is_set):
-                    job.emit("text", piece)
-                    if job.cancelled:
-                        break
-            except Exception as e:  # noqa: BLE001 - handed to the request, which turns it into an error reply
-                job.emit("error", e)
-            else:
-                job.emit("done", job.progress)
+            job.run(self.lm)

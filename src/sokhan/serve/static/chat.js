@@ -11,9 +11,13 @@ const sendButton = $("send");
 let history = [];        // [{role, content}] sent with every request
 let controller = null;   // AbortController of the reply being streamed, if any
 
+// The server's /health, fetched once: the model's name, whether a key is needed, what it can show
+// (inspect.js reads it too).
+const serverInfo = fetch("/health").then((response) => response.json());
+
 async function loadServerInfo() {
   try {
-    const info = await (await fetch("/health")).json();
+    const info = await serverInfo;
     $("model-name").textContent = info.model;
     $("api-key-field").hidden = !info.api_key_required;
     const maxTokens = $("max-tokens");
