@@ -140,7 +140,44 @@ def build_parser() -> argparse.ArgumentParser:
                    help="largest max_tokens a request may ask for (default: the model's context)")
     p.add_argument("--model-name", default=None, help="the model's id in the API (default: the folder's name)")
     p.add_argument("--device", default="auto")
+
+    add_inspect_parser(sub)
     return parser
+
+
+def add_inspect_parser(sub: argparse._SubParsersAction) -> None:
+    """`sokhan inspect VIEW …`: one picture (NAME.png + standalone NAME.html) per call."""
+    p = sub.add_parser("inspect", help="pictures of a model's insides, PNG + standalone HTML: "
+                                       "attention, positions, next, embeddings, curves")
+    views = p.add_subparsers(dest="view", required=True, metavar="VIEW")
+
+    def common(q: argparse.ArgumentParser, model: bool = True) -> None:
+        if model:
+            q.add_argument("model", help="model or run folder")
+            q.add_argument("--device", default="auto")
+        q.add_argument("--out-dir", default=None,
+                       help="where NAME.png and NAME.html go (default: the run folder's inspect/)")
+
+    q = views.add_parser("attention", help="attention weights per layer and head as heatmaps (gpt, bert)")
+    common(q)
+    q.add_argument("text", help="the text the model reads")
+    q.add_argument("--layer", type=int, default=None, help="one layer (0-based; default: all)")
+    q.add_argument("--head", type=int, default=None, help="one head (0-based; default: all, and their mean)")
+    q.add_argument("--max-tokens", type=int, default=64, help="read at most this many tokens (default: 64)")
+    q = views.add_parser("positions", help="the positional encoding: matrix, curves, similarity of positions")
+    common(q)
+    q = views.add_parser("next", help="top-k next tokens, and each token's surprisal in bits (causal models)")
+    common(q)
+    q.add_argument("text", help="the text the model reads")
+    q.add_argument("--top-k", type=int, default=10, help="next tokens to show (default: 10)")
+    q.add_argument("--max-tokens", type=int, default=None,
+                   help="read at most the last N tokens (default: the model's context)")
+    q = views.add_parser("embeddings", help="2-D PCA of the token embeddings, the most frequent tokens named")
+    common(q)
+    q.add_argument("--top", type=int, default=40, help="tokens to name (default: 40)")
+    q = views.add_parser("curves", help="loss and bits/char against steps and tokens, one or several runs")
+    q.add_argument("runs", nargs="+", help="run folders (with metrics.jsonl)")
+    common(q, model=False)
 
 
 def cmd_prepare(args: argparse.Namespace) -> None:
@@ -292,12 +329,41 @@ def cmd_leaderboard(args: argparse.Namespace) -> None:
     write_leaderboard(summaries, Path(args.out_dir), console, "bits per character on held-out text")
 
 
+def cmd_inspect(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    import sokhan.inspect as pictures
+    from sokhan.api import LanguageModel
+
+    if getattr(args, "max_tokens", None) is not None and args.max_tokens < 1:
+        raise SokhanError("--max-tokens must be ≥ 1")
+    if getattr(args, "text", None) is not None and not args.text.strip():
+        raise SokhanError("give a text to look at")
+    first = Path(args.runs[0] if args.view == "curves" else args.model)
+    run = first.parent.parent if first.parent.name == "checkpoints" else first  # a checkpoint: its run folder
+    out = Path(args.out_dir) if args.out_dir else run / "inspect"
+    if args.view == "curves":
+        picture = pictures.plot_curves(args.runs, out)
+    else:
+        lm = LanguageModel.load(args.model, device=args.device)
+        if args.view == "attention":
+            picture = pictures.plot_attention(lm, args.text, out, args.layer, args.head, args.max_tokens)
+        elif args.view == "positions":
+            picture = pictures.plot_positions(lm, out)
+        elif args.view == "next":
+            picture = pictures.plot_next_token(lm, args.text, out, args.top_k, args.max_tokens)
+        else:
+            picture = pictures.plot_embeddings(lm, out, args.top)
+    print(picture.png)
+    print(picture.html)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handlers = {"prepare": cmd_prepare, "train": cmd_pretrain, "pretrain": cmd_pretrain, "finetune": cmd_finetune, "sample": cmd_sample, "eval": cmd_eval,
                 "demo": cmd_demo, "chat": cmd_chat, "serve": cmd_serve, "fill": cmd_fill, "zoo": cmd_zoo,
-                "leaderboard": cmd_leaderboard}
+                "leaderboard": cmd_leaderboard, "inspect": cmd_inspect}
     try:
         return handlers[args.command](args) or 0
     except SokhanError as e:
