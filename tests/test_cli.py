@@ -74,6 +74,10 @@ def test_demo_end_to_end_then_sample_and_eval(tmp_path):
     model = out / "pretrain"
     assert (model / "checkpoints" / "latest").is_file()
     assert (model / "loss.png").is_file()
+    last_lines = " ".join(proc.stderr.splitlines()[-6:])
+    for picture in ("attention-layer1.png", "attention-layer1.html", "next.png", "next.html"):  # tiny: layers 0, 1
+        assert (model / "inspect" / picture).stat().st_size > 1000
+        assert picture in last_lines
     sample = sokhan("sample", str(model), "--prompt", "دل", "--max-new-tokens", "15", "--seed", "1")
     assert sample.returncode == 0, sample.stderr
     assert sample.stdout.startswith("دل") and len(sample.stdout.strip()) > 2

@@ -1,8 +1,9 @@
 """Recipe: the main job. With no data and no network, tell the whole story on the Divan of Hafez.
 
 prepare (normalize, train a BPE tokenizer, write shards) → pretrain a small GPT on the CPU
-→ report validation bits per character → sample a few couplets → fine-tune it on the
-Persian dialogs of `chatterbot-corpus` → a chat model that `sokhan chat` loads.
+→ report validation bits per character → sample a few couplets → draw what it attends to and
+what it expects next → fine-tune it on the Persian dialogs of `chatterbot-corpus` → a chat
+model that `sokhan chat` loads.
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ from rich.panel import Panel
 
 from sokhan.api import LanguageModel
 from sokhan.data.prepare import PrepareConfig, prepare
+from sokhan.inspect import plot_attention, plot_next_token
 from sokhan.train.engine import TrainConfig
 from sokhan.train.finetune import FINETUNE_DEFAULTS, FinetuneConfig, finetune
 from sokhan.train.pretrain import pretrain
 
 PROMPTS = ["الا یا ایها الساقی", "دل", "صبا"]
+FIRST_LINE = "الا یا ایها الساقی ادر کاسا و ناولها"  # the Divan's opening line, drawn by `look_inside`
 
 
 @dataclass
@@ -67,7 +70,9 @@ def run_demo(cfg: DemoConfig, console: Console) -> Path:
     console.print(f"validation: {bpc} bits per character after {result.step} steps "
                   f"({result.tokens:,} tokens, {result.elapsed:.0f}s of training)")
     console.print(f"loss curve: {result.run_dir / 'loss.png'}")
+    pictures = look_inside(lm, result.run_dir / "inspect")
     if cfg.chat_steps <= 0:
+        name_pictures(console, pictures)
         console.print(f"try: [bold]sokhan sample {result.run_dir} --prompt \"دل\"[/]")
         return result.run_dir
     console.rule("[bold]4 · fine-tune: turn the poet into a chat model on Persian dialogs (chatterbot-corpus)")
@@ -84,5 +89,17 @@ def run_demo(cfg: DemoConfig, console: Console) -> Path:
                         seed=cfg.seed)
         console.print(Panel(f"you › {question}\nbot › {reply.strip()}", expand=False))
     console.print(f"pretrained model: {result.run_dir}   chat model: {chat.run_dir}")
+    name_pictures(console, pictures)
     console.print(f"run [bold]sokhan chat {chat.run_dir}[/]")
     return chat.run_dir
+
+
+def look_inside(lm: LanguageModel, out_dir: Path) -> list[Path]:
+    """The last layer's attention, and the next-token guess, for the Divan's first line (PNG + HTML each)."""
+    attention = plot_attention(lm, FIRST_LINE, out_dir, layer=lm.model.config.n_layer - 1)
+    next_token = plot_next_token(lm, FIRST_LINE, out_dir)
+    return [attention.png, attention.html, next_token.png, next_token.html]
+
+
+def name_pictures(console: Console, pictures: list[Path]) -> None:
+    console.print("look inside: " + "   ".join(str(p) for p in pictures))
