@@ -8,7 +8,6 @@ the real one, on 127.0.0.1, over a tiny model trained for the test.
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -16,17 +15,16 @@ import pytest
 pytest.importorskip("fastapi")
 sync_api = pytest.importorskip("playwright.sync_api")
 
+from conftest import chromium_executable, local_page  # noqa: E402
+
 from sokhan.api import LanguageModel  # noqa: E402
 from sokhan.serve import create_app  # noqa: E402
 from sokhan.serve.testing import ServerThread  # noqa: E402
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
 KEY = "page-key"
 MESSAGE = "سلام! یک بیت از حافظ بخوان."
 
-if not (os.path.exists(CHROMIUM) or shutil.which("chromium")):
+if chromium_executable() is None:
     pytest.skip("Chromium is not installed (/usr/bin/chromium); .ci/run installs it with apt-get",
                 allow_module_level=True)
 
@@ -38,35 +36,10 @@ def server(tiny_run):
         yield s
 
 
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        executable = CHROMIUM if os.path.exists(CHROMIUM) else shutil.which("chromium")
-        b = p.chromium.launch(executable_path=executable, args=ARGS, headless=True, timeout=60_000)
-        yield b
-        b.close()
-
-
 @pytest.fixture
 def page(browser, server):
-    context = browser.new_context(viewport={"width": 900, "height": 640}, locale="fa-IR")
-    # nothing but the local server: a request anywhere else would mean the page fetches from the web
-    outside: list[str] = []
-
-    def route(r):
-        if r.request.url.startswith(server.url):
-            r.continue_()
-        else:
-            outside.append(r.request.url)
-            r.abort()
-
-    context.route("**/*", route)
-    page = context.new_page()
-    page.set_default_timeout(30_000)
-    page.goto(server.url + "/")
-    yield page
-    context.close()
-    assert not outside, outside
+    with local_page(browser, server.url) as page:
+        yield page
 
 
 def test_chat_streams_a_persian_reply(page, server, tmp_path):

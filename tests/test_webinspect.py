@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -18,19 +17,18 @@ import pytest
 pytest.importorskip("fastapi")
 sync_api = pytest.importorskip("playwright.sync_api")
 
+from conftest import chromium_executable, local_page  # noqa: E402
+
 from sokhan.api import LanguageModel  # noqa: E402
 from sokhan.inspect.attention import attention_maps  # noqa: E402
 from sokhan.serve import create_app  # noqa: E402
 from sokhan.serve.testing import ServerThread  # noqa: E402
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
 KEY = "inspect-key"
 SENTENCE = "الا یا ایها الساقی"
 PERSIAN = re.compile("[\u0600-\u06ff]")
 
-if not (os.path.exists(CHROMIUM) or shutil.which("chromium")):
+if chromium_executable() is None:
     pytest.skip("Chromium is not installed (/usr/bin/chromium); .ci/run installs it with apt-get",
                 allow_module_level=True)
 
@@ -46,37 +44,10 @@ def server(lm):
         yield s
 
 
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        executable = CHROMIUM if os.path.exists(CHROMIUM) else shutil.which("chromium")
-        b = p.chromium.launch(executable_path=executable, args=ARGS, headless=True, timeout=60_000)
-        yield b
-        b.close()
-
-
 @pytest.fixture
 def page(browser, server):
-    context = browser.new_context(viewport={"width": 900, "height": 760}, locale="fa-IR")
-    outside: list[str] = []  # a request anywhere but the local server would mean the page fetches from the web
-    errors: list[str] = []
-
-    def route(r):
-        if r.request.url.startswith(server.url):
-            r.continue_()
-        else:
-            outside.append(r.request.url)
-            r.abort()
-
-    context.route("**/*", route)
-    page = context.new_page()
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.set_default_timeout(30_000)
-    page.goto(server.url + "/")
-    yield page
-    context.close()
-    assert not outside, outside
-    assert not errors, errors  # no script error on the page
+    with local_page(browser, server.url, height=760) as page:
+        yield page
 
 
 def visible(token: str) -> str:
