@@ -2,6 +2,7 @@
 model, through a pipe and through a pseudo-terminal (Ctrl-C stops a reply, not the chat)."""
 
 import io
+import signal
 import subprocess
 import sys
 import time
@@ -170,7 +171,9 @@ def test_bad_model_path_is_one_line_error(tmp_path):
 def spawn(run_dir: str, *args: str):
     pexpect = pytest.importorskip("pexpect")
     return pexpect.spawn(sys.executable, ["-m", "sokhan", "chat", run_dir, "--seed", "0", *args], env=ENV,
-                         encoding="utf-8", timeout=20, dimensions=(24, 200))
+                         encoding="utf-8", timeout=20, dimensions=(24, 200),
+                         # a shell's background job ignores SIGINT, and children inherit that: undo it
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def finish(child) -> int:
