@@ -21,6 +21,7 @@ from sokhan.api import LanguageModel
 from sokhan.data.shards import TokenData
 from sokhan.errors import SokhanError
 from sokhan.eval.bpc import bits_per_char, sequence_nll
+from sokhan.inspect.curves import read_metrics
 from sokhan.train.checkpoint import resolve_model_dir
 
 CACHE = "leaderboard.json"
@@ -79,9 +80,7 @@ def summarize(run_dir: str | Path, device: str = "auto") -> RunSummary:
 
 def last_val_row(run_dir: Path) -> dict:
     path = run_dir / "metrics.jsonl"
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()] \
-        if path.is_file() else []
-    vals = [r for r in rows if r.get("split") == "val"]
+    vals = [r for r in read_metrics(path) if r.get("split") == "val"] if path.is_file() else []
     if not vals:
         raise SokhanError(f"{run_dir} has no validation row in metrics.jsonl")
     return vals[-1]

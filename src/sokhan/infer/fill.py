@@ -18,7 +18,6 @@ import torch
 
 from sokhan.errors import SokhanError
 from sokhan.models import model_device
-from sokhan.models.bert import BERT
 from sokhan.train.masking import MASK_TOKEN, mask_id_of, special_token_ids
 
 if TYPE_CHECKING:
@@ -85,9 +84,7 @@ def fill_masks(lm: LanguageModel, text: str, top_k: int = 5) -> list[list[tuple[
     accepted as the marker too. Probabilities come from the model's full softmax, but
     special tokens (bos, the mask itself, …) are never offered, so a mask's list sums to ≤ 1.
     """
-    if not isinstance(lm.model, BERT):
-        family = getattr(getattr(lm.model, "config", None), "family", type(lm.model).__name__)
-        raise SokhanError(f"filling in {USER_MASK}s needs a masked LM (family bert); this model is family '{family}'")
+    lm.require_family("bert", f"filling in {USER_MASK}s (a masked LM)")
     if top_k < 1:
         raise SokhanError(f"top_k must be at least 1, got {top_k}")
     ids, positions = encode_with_masks(lm, text)
