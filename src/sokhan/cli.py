@@ -131,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", default=".", help="where leaderboard.md and leaderboard.png go (default: .)")
     p.add_argument("--device", default="auto")
 
-    p = sub.add_parser("serve", help="an OpenAI-compatible HTTP API and a web chat page for a model")
+    p = sub.add_parser("serve", help="an OpenAI-compatible HTTP API and a web page (chat + Inspect) for a model")
     p.add_argument("model", help="model or run folder")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
     p.add_argument("--port", type=int, default=8000)
