@@ -7,7 +7,15 @@ import torch
 
 from sokhan.errors import SokhanError
 from sokhan.eval.bpc import bits_per_char, sequence_nll
-from sokhan.infer.sampling import SampleConfig, _held_back, candidates, generate_ids, next_token, stream_text
+from sokhan.infer.sampling import (
+    SampleConfig,
+    _held_back,
+    candidates,
+    decode_step,
+    generate_ids,
+    next_token,
+    stream_text,
+)
 from sokhan.models import GPT, ModelConfig
 from sokhan.text.tokenizers import train_char
 
@@ -67,6 +75,31 @@ def test_greedy_follows_argmax_of_full_forward():
     for _ in range(6):
         seq.append(int(model(torch.tensor([seq]))[0][0, -1].argmax()))
     assert out == seq[3:]
+
+
+@pytest.mark.parametrize("onednn", [True, False])
+def test_decode_step_without_onednn_matches_and_restores_the_switch(onednn):
+    """The decode step turns oneDNN off for itself only: same logits, and the switch is as it was,
+    also when the caller stops reading half way."""
+    model = tiny_model()
+    before = torch.backends.mkldnn.enabled
+    try:
+        torch.backends.mkldnn.enabled = onednn
+        with torch.inference_mode():
+            logits = {}
+            for native in (False, True):
+                cache = model.new_cache(1)
+                model(torch.tensor([[1, 7, 3]]), cache=cache)
+                logits[native] = decode_step(model, torch.tensor([[4]]), cache, native_kernels=native)
+                assert torch.backends.mkldnn.enabled is onednn
+        assert torch.allclose(logits[True], logits[False], atol=1e-5)
+        tokens = generate_ids(model, [1, 2], SampleConfig(max_new_tokens=20, seed=0))
+        next(tokens), next(tokens)
+        assert torch.backends.mkldnn.enabled is onednn
+        tokens.close()
+        assert torch.backends.mkldnn.enabled is onednn
+    finally:
+        torch.backends.mkldnn.enabled = before
 
 
 def test_generation_continues_past_the_context_window():

@@ -131,22 +131,24 @@ def attention_mask(t_q: int, t_k: int, causal: bool, padding: torch.Tensor | Non
 
 
 class KVCache:
-    """Keys and values of every layer for the tokens seen so far, preallocated to `max_len`."""
+    """Keys and values of every layer for the tokens seen so far, preallocated to `max_len`.
+
+    Each layer keeps keys and values in one (2, B, H, max_len, head_size) tensor, so a step
+    stores both with a single copy (at one token per step, every op's fixed cost counts).
+    """
 
     def __init__(self, n_layer: int, batch: int, n_head: int, max_len: int, head_size: int,
                  device: torch.device, dtype: torch.dtype):
-        shape = (batch, n_head, max_len, head_size)
-        self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layer)]
-        self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layer)]
+        self.kv = [torch.zeros((2, batch, n_head, max_len, head_size), device=device, dtype=dtype)
+                   for _ in range(n_layer)]
         self.length = 0
         self.max_len = max_len
 
-    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Store this step's keys/values (at positions length…) and return all of them so far."""
-        start, end = self.length, self.length + k.size(2)
-        self.k[layer].narrow(2, start, end - start).copy_(k)  # narrow+copy_: cheaper than slice assignment
-        self.v[layer].narrow(2, start, end - start).copy_(v)
-        return self.k[layer].narrow(2, 0, end), self.v[layer].narrow(2, 0, end)
+    def update(self, layer: int, kv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store this step's (2, B, H, T, head_size) keys/values at positions length…; return all so far."""
+        start, end = self.length, self.length + kv.size(3)
+        self.kv[layer].narrow(3, start, end - start).copy_(kv)  # narrow+copy_: cheaper than slice assignment
+        return self.kv[layer].narrow(3, 0, end).unbind(0)
 
 
 class MultiHeadAttention(nn.Module):
@@ -170,11 +172,12 @@ class MultiHeadAttention(nn.Module):
                 cache: KVCache | None = None, layer: int = 0, need_weights: bool = False,
                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
         b, t, c = x.shape
-        q, k, v = self.qkv(x).view(b, t, 3, self.n_head, self.head_size).permute(2, 0, 3, 1, 4)
+        qkv = self.qkv(x).view(b, t, 3, self.n_head, self.head_size).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
         if rope is not None:
             q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
         if cache is not None:
-            k, v = cache.update(layer, k, v)
+            k, v = cache.update(layer, torch.stack((k, v)) if rope is not None else qkv[1:])
         dropout_p = self.dropout if self.training else 0.0
         if self.explicit or need_weights:
             allowed = attention_mask(t, k.size(2), self.causal, padding, x.device)

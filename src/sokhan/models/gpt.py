@@ -106,7 +106,7 @@ class TransformerLM(nn.Module):
                 attentions.append(w)
         if cache is not None:
             cache.length += t
-        if last_only:  # norm and project only the last position (the norm is per position)
+        if last_only and t > 1:  # norm and project only the last position (the norm is per position)
             x = x[:, -1:]
         logits = self.lm_head(self.final_norm(x))
         loss = self.loss(logits, targets) if targets is not None else None
