@@ -38,3 +38,6 @@ def test_model_config_validation():
     with pytest.raises(SokhanError, match="unknown model preset"):
         preset("gpt5")
     assert ModelConfig(activation="swiglu", n_embd=96, n_head=4).ffn_size == 256  # ⅔·4·96 = 256
+    for name in ("dropout", "attention_dropout"):
+        with pytest.raises(SokhanError, match=f"{name} must be in \\[0, 1\\)"):
+            ModelConfig(**{name: 1.0})

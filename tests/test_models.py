@@ -79,6 +79,22 @@ def test_causal_mask_blocks_the_future(variant):
     assert (grad[: t + 1] > 0).all()
 
 
+@pytest.mark.parametrize("attention", ["sdpa", "explicit"])
+def test_residual_and_attention_dropout_are_separate_switches(attention):
+    """`dropout` drops sublayer outputs and embedding sums (§5.4), `attention_dropout` the attention
+    weights: each alone makes a training forward random, neither touches evaluation."""
+    x = torch.randint(0, 97, (2, 16))
+
+    def differs(**kw) -> bool:
+        model = make("gpt", attention=attention, **kw).train()
+        return not torch.equal(model(x)[0], model(x)[0])
+
+    assert not differs()
+    assert differs(dropout=0.3) and differs(attention_dropout=0.3)
+    model = make("gpt", attention=attention, dropout=0.3, attention_dropout=0.3)
+    assert torch.equal(model(x)[0], model(x)[0])  # eval: no dropout at all
+
+
 def test_sinusoidal_matches_the_paper_formula():
     d, table = 16, sinusoidal_table(50, 16)
     for pos in (0, 1, 7, 49):

@@ -164,7 +164,7 @@ class MultiHeadAttention(nn.Module):
         self.n_head, self.head_size, self.causal = cfg.n_head, cfg.head_size, causal
         self.qkv = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)   # W^Q, W^K, W^V for all heads
         self.out = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)       # W^O
-        self.dropout = cfg.dropout
+        self.dropout, self.attention_dropout = cfg.dropout, cfg.attention_dropout
         self.explicit = cfg.attention == "explicit"
 
     def forward(self, x: torch.Tensor, padding: torch.Tensor | None = None,
@@ -178,7 +178,7 @@ class MultiHeadAttention(nn.Module):
             q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
         if cache is not None:
             k, v = cache.update(layer, torch.stack((k, v)) if rope is not None else qkv[1:])
-        dropout_p = self.dropout if self.training else 0.0
+        dropout_p = self.attention_dropout if self.training else 0.0
         if self.explicit or need_weights:
             allowed = attention_mask(t, k.size(2), self.causal, padding, x.device)
             y, weights = scaled_dot_product_attention(q, k, v, allowed, dropout_p)
