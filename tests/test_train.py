@@ -1,6 +1,7 @@
 """The shared training engine: it learns, it resumes exactly, it checkpoints safely."""
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,12 @@ import torch
 from sokhan.api import LanguageModel
 from sokhan.data.prepare import PrepareConfig, prepare
 from sokhan.models import GPT, preset
-from sokhan.train.checkpoint import load_trainer_state, load_weights, resolve_model_dir, save_checkpoint
+from sokhan.train.checkpoint import (
+    load_trainer_state,
+    load_weights,
+    resolve_model_dir,
+    save_checkpoint,
+)
 from sokhan.train.engine import TrainConfig
 from sokhan.train.pretrain import pretrain
 
@@ -125,3 +131,24 @@ def test_api_generates_streams_and_scores(hafez_data, tmp_path):
     assert 0 < bpc < 20
     probs = lm.next_token_probs("دل", k=5)
     assert len(probs) == 5 and all(probs[i][1] >= probs[i + 1][1] for i in range(4))
+
+
+NO_CXX = shutil.which("g++") is None and shutil.which("c++") is None
+
+
+@pytest.mark.parametrize("options", [
+    pytest.param(dict(dtype="bfloat16"), id="bf16-autocast"),
+    pytest.param(dict(compile=True), id="compile", marks=pytest.mark.skipif(
+        NO_CXX, reason="torch.compile on a CPU builds C++ kernels: no g++/c++ on this machine")),
+])
+def test_cuda_features_also_train_on_the_cpu(hafez_data, tmp_path, options):
+    """bf16 autocast and torch.compile (meant for GPUs) train on a CPU too: the loss falls, and the
+    checkpoint holds plain float32 weights under the model's own names (no `_orig_mod.` prefix)."""
+    result = run(hafez_data, tmp_path / "run", max_steps=30, eval_interval=30, lr=3e-3, **options)
+    first_train = next(r for r in result.history if r["split"] == "train")["loss"]
+    assert result.history[-1]["split"] == "val" and result.history[-1]["loss"] < first_train - 0.3
+    lm = LanguageModel.load(tmp_path / "run")
+    state = lm.model.state_dict()
+    assert set(state) == set(GPT(preset("tiny", vocab_size=400, **TINY)).state_dict())
+    assert all(t.dtype == torch.float32 for t in state.values())
+    assert lm.generate("دل", max_new_tokens=5, seed=0)
