@@ -90,9 +90,8 @@ def generate_ids(model: nn.Module, prompt: list[int], cfg: SampleConfig, stop_id
     generator = None
     if cfg.seed is not None:
         generator = torch.Generator(device=device).manual_seed(cfg.seed)
-    # oneDNN stays on for bfloat16 (its CPU matmuls need it) and when the user switched it off.
-    native_kernels = (device.type == "cpu" and torch.backends.mkldnn.enabled
-                      and all(p.dtype == torch.float32 for p in model.parameters()))
+    # oneDNN stays on for bfloat16: its CPU matmuls need it.
+    native_kernels = device.type == "cpu" and all(p.dtype == torch.float32 for p in model.parameters())
     tokens = list(prompt)
     window = tokens[-block:]
     cache = model.new_cache(1)
@@ -118,12 +117,12 @@ def decode_step(model: nn.Module, token: torch.Tensor, cache, native_kernels: bo
     """Logits after one more token (`cache` holds the ones before it).
 
     `native_kernels` switches oneDNN off for the step (CPU, float32): its per-call set-up
-    (~6 µs for one GELU) costs more than its kernels save on a single position, and ATen's
-    own kernels take over. Measured: −60 µs a token on the benchmark GPT (4 × 128).
+    (~7 µs for one GELU) costs more than its kernels save on a single position, and ATen's
+    own kernels take over. Measured: −60 µs a token on the benchmark GPT (4 × 128). The
+    switch is set back as it was, whatever it was.
     """
-    if not native_kernels:
-        return model(token, cache=cache, last_only=True)[0]
-    onednn, torch.backends.mkldnn.enabled = torch.backends.mkldnn.enabled, False
+    onednn = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = onednn and not native_kernels
     try:
         return model(token, cache=cache, last_only=True)[0]
     finally:
