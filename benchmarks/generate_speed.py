@@ -22,7 +22,8 @@ import time
 import torch
 from torch import nn
 
-from sokhan.infer.sampling import SampleConfig, generate_ids
+from sokhan.config import SampleConfig
+from sokhan.infer.sampling import generate_ids
 from sokhan.models import GPT, ModelConfig
 
 
@@ -84,7 +85,7 @@ def main() -> None:
 
     with torch.no_grad():  # same function: compare the logits of a full window
         x = torch.randint(0, args.vocab_size, (2, args.block_size))
-        diff = (ours(x)[0] - hf(input_ids=x, attention_mask=torch.ones_like(x)).logits).abs().max().item()
+        diff = (ours(x).logits - hf(input_ids=x, attention_mask=torch.ones_like(x)).logits).abs().max().item()
 
     def run_ours(seed: int, temperature: float = 1.0) -> list[int]:
         cfg = SampleConfig(max_new_tokens=n, temperature=temperature, top_k=args.top_k, seed=seed)

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sokhan.models.config import ModelConfig
+from sokhan.config import ModelConfig
 from sokhan.models.ngram import NGramLM
 from sokhan.text.normalize import PersianNormalizer
 

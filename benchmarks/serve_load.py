@@ -31,6 +31,9 @@ from pathlib import Path
 
 import httpx
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the tests' helpers: a tiny model
+from helpers import train_tiny_model  # noqa: E402
+
 PROMPTS = ["سلام، حالت چطور است؟", "یک بیت از حافظ بخوان.", "دل", "از عشق بگو.", "الا یا ایها الساقی"]
 
 
@@ -152,8 +155,6 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         model = Path(args.model) if args.model else None
         if model is None:
-            from sokhan.serve.testing import train_tiny_model
-
             print("training a tiny model (no model folder given)...", flush=True)
             model = train_tiny_model(Path(tmp) / "tiny", max_steps=60)
         port = free_port()

@@ -40,7 +40,7 @@ from torch import nn
 
 from sokhan.data.prepare import PrepareConfig, prepare
 from sokhan.data.shards import TokenData
-from sokhan.models import GPT, ModelConfig, preset
+from sokhan.models import GPT, ModelConfig
 from sokhan.train.optim import make_optimizer
 
 TINYSHAKESPEARE = Path(__file__).resolve().parents[2] / "shared/data/tinyshakespeare/input.txt"
@@ -57,7 +57,7 @@ def build_models(args, vocab_size: int) -> tuple[nn.Module, nn.Module]:
     from transformers import GPT2Config, GPT2LMHeadModel
 
     if args.preset == "gpt2":  # GPT-2 124M with its padded 50304 vocabulary (char ids are a small subset)
-        ours_cfg = preset("gpt2", dropout=0.0)
+        ours_cfg = ModelConfig.create(preset="gpt2", dropout=0.0)
     else:
         ours_cfg = ModelConfig(vocab_size=vocab_size, block_size=args.block_size, n_layer=4, n_head=4, n_embd=128,
                                dropout=0.0, positional="learned", activation="gelu", tie_weights=True)
@@ -94,7 +94,7 @@ class Contestant:
 
 
 def ours_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return model(x, y)[1]
+    return model(x, y).loss
 
 
 def hf_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

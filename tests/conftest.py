@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sokhan.serve.testing import train_tiny_model
+from helpers import train_tiny_model
 
 
 @pytest.fixture(scope="session")

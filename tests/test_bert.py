@@ -13,11 +13,13 @@ from sokhan.data.prepare import PrepareConfig, prepare
 from sokhan.data.shards import load_meta
 from sokhan.errors import SokhanError
 from sokhan.infer.fill import context_window, encode_with_masks, fill_masks
+from sokhan.inspect.curves import draw_loss_curve
 from sokhan.models import FAMILIES, GPT, ModelConfig
 from sokhan.models.bert import BERT
-from sokhan.models.gpt import IGNORE_INDEX
-from sokhan.train.engine import TrainConfig, Trainer
-from sokhan.train.masking import MaskedLMTask, mask_tokens, special_token_ids
+from sokhan.constants import IGNORE_INDEX
+from sokhan.config import TrainConfig
+from sokhan.train.engine import Trainer
+from sokhan.train.masking import MaskedLMTask, mask_tokens
 
 VARIANTS = {
     "bert": {},
@@ -113,14 +115,15 @@ def test_bert_loss_counts_only_masked_positions():
     x = torch.randint(8, 97, (2, 12))
     y = torch.full_like(x, IGNORE_INDEX)
     y[0, 3], y[1, 5], y[1, 9] = 11, 12, 13
-    logits, loss, _ = model(x, y)
+    out = model(x, y)
+    logits, loss = out.logits, out.loss
     picked = y != IGNORE_INDEX
     manual = torch.nn.functional.cross_entropy(logits[picked], y[picked])
     assert loss.item() == pytest.approx(manual.item(), rel=1e-6)
     noisy = logits.clone()
     noisy[~picked] = torch.randn_like(noisy[~picked]) * 10  # anything at unmasked positions …
     assert model.loss(noisy, y).item() == pytest.approx(loss.item(), rel=1e-6)  # … changes nothing
-    nothing = model(x, torch.full_like(x, IGNORE_INDEX))[1]
+    nothing = model(x, torch.full_like(x, IGNORE_INDEX)).loss
     assert nothing.item() == 0.0  # a batch with no masks gives 0, not NaN
 
 
@@ -133,9 +136,10 @@ def test_bert_fast_attention_equals_explicit_with_padding(variant):
     padding = torch.ones(3, 20, dtype=torch.long)
     padding[1, 15:] = 0  # right padding
     padding[2, :4] = 0   # left padding
-    assert torch.allclose(model(x)[0], twin(x)[0], atol=1e-5)
-    fast = model(x, padding=padding)[0]
-    explicit, _, weights = twin(x, padding=padding, need_weights=True)
+    assert torch.allclose(model(x).logits, twin(x).logits, atol=1e-5)
+    fast = model(x, padding=padding).logits
+    out = twin(x, padding=padding, need_weights=True)
+    explicit, weights = out.logits, out.attentions
     assert torch.allclose(fast, explicit, atol=1e-5)
     w = weights[0]
     assert (w[1, :, :15, 15:] == 0).all() and (w[2, :, 4:, :4] == 0).all()  # no real token looks at padding
@@ -180,7 +184,7 @@ def trained(char_data, tmp_path_factory) -> tuple[dict, dict, Path]:
                   "normalizer": meta["normalizer"],
                   "data": {"source": meta.get("source"), "tokenizer": meta["tokenizer"], "splits": meta["splits"]}}
     trainer = Trainer(model, task, cfg, run_config, (char_data / "tokenizer.json").read_text(encoding="utf-8"),
-                      Console(quiet=True))
+                      Console(quiet=True), on_save=draw_loss_curve)
     before = trainer.evaluate()["val"]
     result = trainer.fit()
     return before, result.val_metrics, Path(result.run_dir)
@@ -188,9 +192,7 @@ def trained(char_data, tmp_path_factory) -> tuple[dict, dict, Path]:
 
 @pytest.fixture(scope="module")
 def bert_lm(trained) -> LanguageModel:
-    with pytest.MonkeyPatch.context() as mp:  # until the lead registers the family
-        mp.setitem(FAMILIES, "bert", BERT)
-        return LanguageModel.load(trained[2], device="cpu")
+    return LanguageModel.load(trained[2], device="cpu")
 
 
 def test_masked_lm_task_samples_reproducibly(char_data):
@@ -225,7 +227,7 @@ def test_training_lowers_masked_loss_and_raises_accuracy(trained):
 def test_fill_masks_ranks_candidates(bert_lm):
     fills = fill_masks(bert_lm, "ساقی <mask>اده جام و بلب<mask> گل", top_k=5)
     assert len(fills) == 2
-    special = {bert_lm.tokenizer.decode([i]) for i in special_token_ids(bert_lm.tokenizer)}
+    special = {bert_lm.tokenizer.decode([i]) for i in bert_lm.tokenizer.special_ids()}
     for candidates in fills:
         assert len(candidates) == 5
         probs = [p for _, p in candidates]

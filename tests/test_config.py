@@ -4,8 +4,8 @@ import pytest
 
 from sokhan.config import load_config
 from sokhan.errors import SokhanError
-from sokhan.models.config import ModelConfig, preset
-from sokhan.train.engine import TrainConfig
+from sokhan.config import ModelConfig
+from sokhan.config import TrainConfig
 
 
 def test_toml_then_overrides(tmp_path):
@@ -36,7 +36,7 @@ def test_model_config_validation():
     with pytest.raises(SokhanError, match="positional"):
         ModelConfig(positional="alibi")
     with pytest.raises(SokhanError, match="unknown model preset"):
-        preset("gpt5")
+        ModelConfig.create(preset="gpt5")
     assert ModelConfig(activation="swiglu", n_embd=96, n_head=4).ffn_size == 256  # ⅔·4·96 = 256
     for name in ("dropout", "attention_dropout"):
         with pytest.raises(SokhanError, match=f"{name} must be in \\[0, 1\\)"):

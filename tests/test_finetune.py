@@ -9,10 +9,12 @@ import torch
 from sokhan.api import LanguageModel
 from sokhan.data.conversations import iter_conversations
 from sokhan.errors import SokhanError
-from sokhan.infer.chat import ChatTemplate, Message
-from sokhan.models.gpt import IGNORE_INDEX
-from sokhan.train.engine import TrainConfig
-from sokhan.train.finetune import FINETUNE_DEFAULTS, FinetuneConfig, finetune, pack
+from sokhan.text.chat_template import ChatTemplate, Message
+from sokhan.constants import IGNORE_INDEX
+from sokhan.config import TrainConfig
+from sokhan.config import FINETUNE_DEFAULTS, FinetuneConfig
+from sokhan.recipes.finetune import finetune
+from sokhan.train.sft import pack
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +117,7 @@ def test_lora_trains_adapters_only_and_merges_exactly(base, sft_file, tmp_path):
     original = LanguageModel.load(base)
     x = torch.randint(0, adapted.tokenizer.vocab_size, (2, 30))
     with torch.no_grad():
-        a, m, o = adapted.model(x)[0], merged.model(x)[0], original.model(x)[0]
+        a, m, o = adapted.model(x).logits, merged.model(x).logits, original.model(x).logits
     assert torch.allclose(a, m, atol=1e-5)
     assert not torch.allclose(a, o, atol=1e-3)  # the adapters changed the model
     from safetensors.torch import load_file

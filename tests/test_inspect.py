@@ -29,8 +29,8 @@ from sokhan.inspect import (
 from sokhan.inspect.render import display, matplotlib_lays_out_text, shape, token_texts, visible
 from sokhan.models import build_model
 from sokhan.models.components import apply_rotary, sinusoidal_table
-from sokhan.models.config import ModelConfig
-from sokhan.train.checkpoint import save_checkpoint
+from sokhan.config import ModelConfig
+from sokhan.models.checkpoint import save_checkpoint
 
 TEXT = "دل من در هوای روی تو"
 
@@ -68,8 +68,8 @@ def forward_attention(lm: LanguageModel, text: str) -> list[torch.Tensor]:
     """
     captured: list[torch.Tensor] = []
 
-    def hook(attn, args, output):
-        x, _, rope = args[:3]
+    def hook(attn, args, kwargs, output):
+        (x,), rope = args, kwargs.get("rope")  # components pass everything but the input by keyword
         b, t, c = x.shape
         q, k, v = attn.qkv(x).view(b, t, 3, attn.n_head, attn.head_size).permute(2, 0, 3, 1, 4)
         if rope is not None:
@@ -82,7 +82,7 @@ def forward_attention(lm: LanguageModel, text: str) -> list[torch.Tensor]:
         torch.testing.assert_close(y, output[0], atol=1e-5, rtol=1e-4)  # these weights made the output
         captured.append(weights[0])
 
-    handles = [block.attn.register_forward_hook(hook) for block in lm.model.blocks]
+    handles = [block.attn.register_forward_hook(hook, with_kwargs=True) for block in lm.model.blocks]
     try:
         with torch.no_grad():
             lm.model(torch.tensor([lm.encode_prompt(text)]))

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from sokhan.models import GPT, ModelConfig, preset
+from sokhan.models import GPT, ModelConfig
 from sokhan.models.components import attention_mask, sinusoidal_table
 
 VARIANTS = {
@@ -34,20 +34,21 @@ def test_fast_attention_equals_explicit(variant):
     padding = torch.ones(3, 20, dtype=torch.long)
     padding[1, 15:] = 0  # right padding
     padding[2, :4] = 0   # left padding
-    fast = model(x)[0]
-    explicit, _, weights = twin_explicit(model)(x, need_weights=True)
+    fast = model(x).logits
+    out = twin_explicit(model)(x, need_weights=True)
+    explicit, weights = out.logits, out.attentions
     assert torch.allclose(fast, explicit, atol=1e-5)
     assert len(weights) == 2 and weights[0].shape == (3, 4, 20, 20)
-    fast_p = model(x, padding=padding)[0]
-    explicit_p = twin_explicit(model)(x, padding=padding)[0]
+    fast_p = model(x, padding=padding).logits
+    explicit_p = twin_explicit(model)(x, padding=padding).logits
     assert torch.allclose(fast_p, explicit_p, atol=1e-5)
     # need_weights on the fast model takes the explicit path and gives the same numbers
-    assert torch.allclose(model(x, need_weights=True)[0], fast, atol=1e-5)
+    assert torch.allclose(model(x, need_weights=True).logits, fast, atol=1e-5)
 
 
 def test_attention_weights_rows_sum_to_one_and_mask_the_future():
     model = make("gpt")
-    _, _, weights = model(torch.randint(0, 97, (2, 12)), need_weights=True)
+    weights = model(torch.randint(0, 97, (2, 12)), need_weights=True).attentions
     for w in weights:
         assert torch.allclose(w.sum(-1), torch.ones_like(w.sum(-1)), atol=1e-6)
         upper = torch.triu(torch.ones(12, 12, dtype=torch.bool), diagonal=1)
@@ -57,7 +58,7 @@ def test_attention_weights_rows_sum_to_one_and_mask_the_future():
 def test_padding_keys_get_no_attention():
     model = make("gpt")
     padding = torch.tensor([[0, 0, 1, 1, 1, 1]])
-    _, _, weights = model(torch.randint(0, 97, (1, 6)), padding=padding, need_weights=True)
+    weights = model(torch.randint(0, 97, (1, 6)), padding=padding, need_weights=True).attentions
     real_queries = weights[0][0, :, 2:, :2]  # real tokens looking at the padded positions
     assert (real_queries == 0).all()
 
@@ -87,12 +88,12 @@ def test_residual_and_attention_dropout_are_separate_switches(attention):
 
     def differs(**kw) -> bool:
         model = make("gpt", attention=attention, **kw).train()
-        return not torch.equal(model(x)[0], model(x)[0])
+        return not torch.equal(model(x).logits, model(x).logits)
 
     assert not differs()
     assert differs(dropout=0.3) and differs(attention_dropout=0.3)
     model = make("gpt", attention=attention, dropout=0.3, attention_dropout=0.3)
-    assert torch.equal(model(x)[0], model(x)[0])  # eval: no dropout at all
+    assert torch.equal(model(x).logits, model(x).logits)  # eval: no dropout at all
 
 
 def test_sinusoidal_matches_the_paper_formula():
@@ -108,11 +109,11 @@ def test_sinusoidal_matches_the_paper_formula():
 def test_kv_cache_equals_full_forward(variant):
     model = make(variant)
     x = torch.randint(0, 97, (2, 24))
-    full = model(x)[0]
+    full = model(x).logits
     cache = model.new_cache(2)
-    pieces = [model(x[:, :9], cache=cache)[0]]          # prefill
-    pieces += [model(x[:, i:i + 1], cache=cache)[0] for i in range(9, 14)]  # one token at a time
-    pieces.append(model(x[:, 14:], cache=cache)[0])     # a chunk after the cache
+    pieces = [model(x[:, :9], cache=cache).logits]          # prefill
+    pieces += [model(x[:, i:i + 1], cache=cache).logits for i in range(9, 14)]  # one token at a time
+    pieces.append(model(x[:, 14:], cache=cache).logits)     # a chunk after the cache
     assert torch.allclose(torch.cat(pieces, 1), full, atol=1e-5)
 
 
@@ -128,7 +129,7 @@ def test_weight_tying_and_gpt2_size():
     assert make("llama").lm_head.weight is not make("llama").embed.weight
     # GPT-2 small: 124M parameters with the padded 50304 vocabulary (nanoGPT reports 123.69M non-embedding + wpe)
     with torch.device("meta"):
-        gpt2 = GPT(preset("gpt2"))
+        gpt2 = GPT(ModelConfig.create(preset="gpt2"))
     assert abs(gpt2.num_parameters() / 1e6 - 123.69) < 0.01
 
 
@@ -142,6 +143,7 @@ def test_loss_ignores_masked_targets():
     x = torch.randint(0, 97, (1, 10))
     y = x.clone()
     y[0, :5] = -100
-    logits, loss, _ = model(x, y)
+    out = model(x, y)
+    logits, loss = out.logits, out.loss
     expected = torch.nn.functional.cross_entropy(logits[0, 5:], y[0, 5:])
     assert loss.item() == pytest.approx(expected.item(), rel=1e-6)

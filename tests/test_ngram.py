@@ -13,10 +13,11 @@ from hypothesis import strategies as st
 
 import sokhan.models.ngram as ngram_module
 from sokhan.errors import SokhanError
-from sokhan.infer.sampling import SampleConfig, generate_ids
-from sokhan.models.config import ModelConfig
+from sokhan.config import SampleConfig
+from sokhan.infer.sampling import generate_ids
+from sokhan.config import ModelConfig
 from sokhan.models.ngram import NGramLM, modified_discounts
-from sokhan.train.checkpoint import load_weights, save_checkpoint
+from sokhan.models.checkpoint import load_weights, save_checkpoint
 
 
 def make(order: int, vocab_size: int, smoothing: str = "modified", **kw) -> NGramLM:
@@ -244,7 +245,7 @@ def test_interpolated_order_one_is_uniform(stream, context):
 def test_unfitted_model_is_uniform():
     model = make(3, 10)
     assert np.allclose(model.next_token_probs([1, 2]), 0.1)
-    logits = model(torch.tensor([[1, 2, 3]]))[0]
+    logits = model(torch.tensor([[1, 2, 3]])).logits
     assert logits.shape == (1, 3, 10)
     assert torch.allclose(logits, torch.full_like(logits, math.log(0.1)))
 
@@ -262,7 +263,8 @@ def test_log_probs_equal_forward(smoothing, monkeypatch):
     assert fast.shape == (299,) and fast.dtype == np.float64
     x = torch.from_numpy(held_out[:-1].astype(np.int64))[None]
     y = torch.from_numpy(held_out[1:].astype(np.int64))[None]
-    logits, loss, extra = model(x, y)
+    out = model(x, y)
+    logits, loss, extra = out.logits, out.loss, out.attentions
     assert logits.shape == (1, 299, 20) and logits.dtype == torch.float32 and extra is None
     assert torch.allclose(torch.softmax(logits, -1).sum(-1), torch.ones(1, 299))
     gathered = logits[0].double().gather(1, y[0, :, None])[:, 0].numpy()
@@ -285,17 +287,17 @@ def test_cached_forward_equals_full_forward():
     model = make(5, 15)
     model.fit(stream)
     seq = torch.from_numpy(zipf_stream(40, 15, seed=9).astype(np.int64)).view(2, 20)
-    full = model(seq)[0]
+    full = model(seq).logits
     cache = model.new_cache(2)
-    first = model(seq[:, :6], cache=cache)[0]
+    first = model(seq[:, :6], cache=cache).logits
     assert torch.equal(first, full[:, :6])
     assert cache.length == 6
     for t in range(6, 20):
-        step = model(seq[:, t:t + 1], cache=cache, last_only=True)[0]
+        step = model(seq[:, t:t + 1], cache=cache, last_only=True).logits
         assert step.shape == (2, 1, 15)
         assert torch.equal(step[:, 0], full[:, t])
     assert cache.length == 20
-    last = model(seq, last_only=True)[0]
+    last = model(seq, last_only=True).logits
     assert torch.equal(last[:, 0], full[:, -1])
 
 
@@ -327,7 +329,7 @@ def test_save_load_round_trip(tmp_path):
     held_out = zipf_stream(500, 30, seed=12)
     np.testing.assert_array_equal(loaded.log_probs(held_out), model.log_probs(held_out))
     x = torch.from_numpy(held_out[:50].astype(np.int64))[None]
-    assert torch.equal(loaded(x)[0], model(x)[0])
+    assert torch.equal(loaded(x).logits, model(x).logits)
     np.testing.assert_array_equal(loaded.discounts(), model.discounts())
     with pytest.raises(SokhanError):  # another order has other tables
         load_weights(make(3, 30), folder)

@@ -11,8 +11,8 @@ from sokhan.data.prepare import PrepareConfig, prepare
 from sokhan.errors import SokhanError
 from sokhan.eval.bpc import sequence_nll
 from sokhan.models import ModelConfig, build_model
-from sokhan.train.engine import TrainConfig
-from sokhan.train.pretrain import pretrain
+from sokhan.config import TrainConfig
+from sokhan.recipes.pretrain import pretrain
 from sokhan.train.tasks import StreamBatch, StreamLMTask
 
 CELLS = ("rnn", "lstm", "gru")
@@ -33,16 +33,16 @@ def hafez_chars(tmp_path_factory) -> Path:
 def test_carried_hidden_state_equals_one_unbroken_sequence(family):
     model = tiny(family)
     ids = torch.randint(50, (3, 40), generator=torch.Generator().manual_seed(1))
-    whole = model(ids)[0]
+    whole = model(ids).logits
     cache = model.new_cache(3)
-    pieces = [model(chunk, cache=cache)[0] for chunk in ids.split([7, 16, 1, 16], dim=1)]
+    pieces = [model(chunk, cache=cache).logits for chunk in ids.split([7, 16, 1, 16], dim=1)]
     assert cache.length == 40
     torch.testing.assert_close(torch.cat(pieces, dim=1), whole, rtol=0, atol=1e-5)
     # and the loss of the pieces, weighted by their length, is the loss of the whole
     targets = torch.randint(50, (3, 40), generator=torch.Generator().manual_seed(2))
     cache = model.new_cache(3)
-    losses = [model(x, y, cache=cache)[1] * x.size(1) for x, y in zip(ids.split(10, 1), targets.split(10, 1))]
-    torch.testing.assert_close(sum(losses) / 40, model(ids, targets)[1])
+    losses = [model(x, y, cache=cache).loss * x.size(1) for x, y in zip(ids.split(10, 1), targets.split(10, 1))]
+    torch.testing.assert_close(sum(losses) / 40, model(ids, targets).loss)
 
 
 def test_weight_tying_and_dropout_switches():
@@ -52,9 +52,9 @@ def test_weight_tying_and_dropout_switches():
     assert untied.num_parameters() == tied.num_parameters() + 50 * 16
     model = tiny("gru", dropout=0.5).train()
     ids = torch.randint(50, (2, 10))
-    assert not torch.equal(model(ids)[0], model(ids)[0])  # dropout is on in training
+    assert not torch.equal(model(ids).logits, model(ids).logits)  # dropout is on in training
     model.eval()
-    assert torch.equal(model(ids)[0], model(ids)[0])
+    assert torch.equal(model(ids).logits, model(ids).logits)
 
 
 def test_stream_batches_continue_each_row_and_wrap(hafez_chars):
@@ -112,6 +112,6 @@ def test_each_cell_trains_saves_samples_and_scores(hafez_chars, tmp_path, family
     assert text and text == lm.generate("دل", max_new_tokens=20, seed=0)
     ids = np.asarray(LanguageModel.load(result.run_dir).tokenizer.encode("الا یا ایها الساقی ادر کاسا و ناولها"))
     nll, n = sequence_nll(lm.model, ids, block_size=8)  # carried across chunks of 8: the whole past counts
-    whole = lm.model(torch.as_tensor(ids[None, :-1]), torch.as_tensor(ids[None, 1:]))[1].item() * (len(ids) - 1)
+    whole = lm.model(torch.as_tensor(ids[None, :-1]), torch.as_tensor(ids[None, 1:])).loss.item() * (len(ids) - 1)
     assert n == len(ids) - 1 and nll == pytest.approx(whole, rel=1e-5)
     assert lm.bits_per_char("دل") > 0

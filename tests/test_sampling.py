@@ -16,7 +16,7 @@ from sokhan.infer.sampling import (
     next_token,
     stream_text,
 )
-from sokhan.models import GPT, ModelConfig
+from sokhan.models import GPT, ModelConfig, ModelOutput
 from sokhan.text.tokenizers import train_char
 
 
@@ -73,7 +73,7 @@ def test_greedy_follows_argmax_of_full_forward():
     out = list(generate_ids(model, prompt, SampleConfig(max_new_tokens=6, temperature=0)))
     seq = list(prompt)
     for _ in range(6):
-        seq.append(int(model(torch.tensor([seq]))[0][0, -1].argmax()))
+        seq.append(int(model(torch.tensor([seq])).logits[0, -1].argmax()))
     assert out == seq[3:]
 
 
@@ -138,7 +138,7 @@ def test_stop_string_cuts_and_is_never_partially_streamed():
             logits[0, 0, self.script[min(self.i, len(self.script) - 1)]] = 0
             self.i += 1
             cache.length += idx.size(1)
-            return logits, None, None
+            return ModelOutput(logits)  # the model protocol's named output
 
     script = tok.encode("ab|cd ef")
     pieces = list(stream_text(Scripted(script), tok, [tok.bos_id], SampleConfig(max_new_tokens=20, stop=["|cd"])))
@@ -157,7 +157,7 @@ def test_bad_sampling_options():
 def test_sliding_window_scores_every_token_once_and_matches_full_context():
     model = tiny_model(block=32)
     ids = torch.randint(0, 50, (30,)).tolist()
-    logp = torch.log_softmax(model(torch.tensor([ids[:-1]]))[0][0], -1)
+    logp = torch.log_softmax(model(torch.tensor([ids[:-1]])).logits[0], -1)
     direct = -sum(logp[i, ids[i + 1]].item() for i in range(29))
     for stride in (1, 5, 16, 32):
         nll, scored = sequence_nll(model, ids, block_size=32, stride=stride)

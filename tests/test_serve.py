@@ -26,7 +26,7 @@ from torch import nn  # noqa: E402
 
 from sokhan.api import LanguageModel  # noqa: E402
 from sokhan.serve import create_app  # noqa: E402
-from sokhan.serve.testing import ServerThread  # noqa: E402
+from helpers import ServerThread  # noqa: E402
 
 KEY = "test-key-123"
 NAME = "tiny-hafez"
@@ -269,7 +269,7 @@ class SlowEndless(nn.Module):
     def __init__(self, inner: nn.Module, banned: list[int], delay: float):
         super().__init__()
         self.inner, self.banned, self.delay = inner, banned, delay
-        self.config = inner.config
+        self.config, self.capabilities = inner.config, inner.capabilities
         self.threads: set[str] = set()  # the names of the threads that ran forward
         self.uncached = 0  # forwards without a KV cache: not sampling's (the inspector's)
 
@@ -280,10 +280,10 @@ class SlowEndless(nn.Module):
         self.threads.add(threading.current_thread().name)
         self.uncached += kw.get("cache") is None
         time.sleep(self.delay)
-        logits, *rest = self.inner(*args, **kw)
-        logits = logits.clone()
+        out = self.inner(*args, **kw)
+        logits = out.logits.clone()
         logits[..., self.banned] = -1e9  # finite: sampling checks the logits are
-        return (logits, *rest)
+        return out._replace(logits=logits)
 
 
 @pytest.fixture(scope="module")
@@ -492,7 +492,7 @@ def test_inspect_reply_size_is_capped(server, monkeypatch):
 def untrained(lm: LanguageModel, family: str) -> LanguageModel:
     """`lm`'s tokenizer on a small untrained model of another family: what the family rules need."""
     from sokhan.models import build_model
-    from sokhan.models.config import ModelConfig
+    from sokhan.config import ModelConfig
 
     cfg = ModelConfig(family=family, vocab_size=lm.model.config.vocab_size, block_size=32, n_layer=3, n_head=2,
                       n_embd=16)
@@ -561,5 +561,5 @@ def test_inspect_waits_its_turn_and_is_dropped_if_its_client_leaves(slow):
 def test_slow_wrapper_keeps_the_models_logits(lm):
     ids = torch.tensor([lm.encode_prompt("دل")])
     wrapped = SlowEndless(lm.model, [lm.tokenizer.eos_id], delay=0)
-    a, b = lm.model(ids)[0], wrapped(ids)[0]
+    a, b = lm.model(ids).logits, wrapped(ids).logits
     assert torch.equal(a[..., 3:], b[..., 3:]) and (b[..., lm.tokenizer.eos_id] < -1e8).all()

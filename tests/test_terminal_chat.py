@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from sokhan.errors import SokhanError
-from sokhan.infer.sampling import SampleConfig
+from sokhan.config import SampleConfig
 from sokhan.infer.terminal_chat import TerminalChat, use_utf8
 
 ENV = {"COLUMNS": "200", "PATH": "/usr/bin:/bin", "HOME": str(Path.home()), "TERM": "dumb"}

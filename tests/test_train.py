@@ -9,15 +9,16 @@ import torch
 
 from sokhan.api import LanguageModel
 from sokhan.data.prepare import PrepareConfig, prepare
-from sokhan.models import GPT, preset
-from sokhan.train.checkpoint import (
+from sokhan.models import GPT, ModelConfig
+from sokhan.models.checkpoint import (
     load_trainer_state,
     load_weights,
     resolve_model_dir,
     save_checkpoint,
 )
-from sokhan.train.engine import TrainConfig
-from sokhan.train.pretrain import pretrain
+from sokhan.config import SampleConfig, TrainConfig
+from sokhan.infer.sampling import generate_ids
+from sokhan.recipes.pretrain import pretrain
 
 TINY = dict(n_layer=2, n_head=2, n_embd=32, block_size=32)
 
@@ -29,10 +30,10 @@ def hafez_data(tmp_path_factory) -> Path:
 
 
 def run(data: Path, out: Path, **kw) -> object:
-    cfg = TrainConfig(data=str(data), out_dir=str(out), preset="tiny", batch_size=8, max_steps=kw.pop("max_steps", 20),
+    cfg = TrainConfig(data=str(data), out_dir=str(out), batch_size=8, max_steps=kw.pop("max_steps", 20),
                       eval_interval=kw.pop("eval_interval", 1000), eval_iters=4, warmup_steps=2, progress=False,
                       device="cpu", **kw)
-    return pretrain(cfg, dict(TINY, dropout=0.1))
+    return pretrain(cfg, dict(TINY, preset="tiny", dropout=0.1))
 
 
 def test_training_lowers_validation_loss(hafez_data, tmp_path):
@@ -61,7 +62,7 @@ def test_resume_is_exact(hafez_data, tmp_path):
     for k in a:
         assert torch.equal(a[k], b[k]), k
     # and the split run really did change weights after the resume
-    half = GPT(preset("tiny", vocab_size=400, **TINY))
+    half = GPT(ModelConfig.create(preset="tiny", vocab_size=400, **TINY))
     state = load_trainer_state(resolve_model_dir(tmp_path / "b"))
     assert state["step"] == 12
     load_weights(half, resolve_model_dir(tmp_path / "b"))
@@ -78,10 +79,10 @@ def test_refuses_to_overwrite_a_run_without_resume(hafez_data, tmp_path):
 
 def test_checkpoint_is_atomic_and_latest_always_complete(tmp_path, monkeypatch):
     """A crash while writing step 2 leaves `latest` at step 1, complete and loadable."""
-    model = GPT(preset("tiny", vocab_size=50, **TINY))
+    model = GPT(ModelConfig.create(preset="tiny", vocab_size=50, **TINY))
     cfg = {"model": model.config.to_dict()}
     save_checkpoint(tmp_path, 1, model, cfg, "{}", {"step": 1}, keep=5)
-    import sokhan.train.checkpoint as ck
+    import sokhan.models.checkpoint as ck
 
     real_replace = ck.os.replace
 
@@ -97,7 +98,7 @@ def test_checkpoint_is_atomic_and_latest_always_complete(tmp_path, monkeypatch):
     folder = resolve_model_dir(tmp_path)
     assert folder.name == "step-0000001"
     assert load_trainer_state(folder)["step"] == 1
-    fresh = GPT(preset("tiny", vocab_size=50, **TINY))
+    fresh = GPT(ModelConfig.create(preset="tiny", vocab_size=50, **TINY))
     load_weights(fresh, folder)
     assert torch.equal(fresh.embed.weight, model.embed.weight)
 
@@ -121,8 +122,6 @@ def test_api_generates_streams_and_scores(hafez_data, tmp_path):
     text = lm.generate("دل", max_new_tokens=20, seed=3)
     assert text == lm.generate("دل", max_new_tokens=20, seed=3)  # seeded sampling is reproducible
     assert "".join(lm.stream("دل", max_new_tokens=20, seed=3)) == text
-    from sokhan.infer.sampling import SampleConfig, generate_ids
-
     ids = list(generate_ids(lm.model, lm.encode_prompt("دل"), SampleConfig(max_new_tokens=20, seed=3)))
     assert len(ids) <= 20 and lm.tokenizer.decode(ids).startswith(text)
     greedy = lm.generate("دل", max_new_tokens=8, temperature=0)
@@ -149,6 +148,6 @@ def test_cuda_features_also_train_on_the_cpu(hafez_data, tmp_path, options):
     assert result.history[-1]["split"] == "val" and result.history[-1]["loss"] < first_train - 0.3
     lm = LanguageModel.load(tmp_path / "run")
     state = lm.model.state_dict()
-    assert set(state) == set(GPT(preset("tiny", vocab_size=400, **TINY)).state_dict())
+    assert set(state) == set(GPT(ModelConfig.create(preset="tiny", vocab_size=400, **TINY)).state_dict())
     assert all(t.dtype == torch.float32 for t in state.values())
     assert lm.generate("دل", max_new_tokens=5, seed=0)

@@ -22,7 +22,7 @@ from conftest import chromium_executable, local_page  # noqa: E402
 from sokhan.api import LanguageModel  # noqa: E402
 from sokhan.inspect.attention import attention_maps  # noqa: E402
 from sokhan.serve import create_app  # noqa: E402
-from sokhan.serve.testing import ServerThread  # noqa: E402
+from helpers import ServerThread  # noqa: E402
 
 KEY = "inspect-key"
 SENTENCE = "الا یا ایها الساقی"

@@ -20,9 +20,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from sokhan.data.sources import iter_hf_rows, iter_jsonl_objects, iter_lines, package_file, parse_hf
 from sokhan.errors import SokhanError
-from sokhan.infer.chat import ROLES, Message, check_messages
+from sokhan.text.chat_template import ROLES, Message, check_messages
 
 VALID_FORMS = "a .jsonl file (messages or prompt/response), hf:NAME_OR_PATH[:SPLIT], chatterbot, or several joined by commas"
 
@@ -63,8 +65,6 @@ def _iter_hf(rest: str) -> Iterator[list[Message]]:
 
 
 def _iter_chatterbot() -> Iterator[list[Message]]:
-    import yaml
-
     folder = package_file("chatterbot_corpus", "data/persian/conversations.yml").parent
     for path in sorted(folder.glob("*.yml")):
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}

@@ -30,15 +30,25 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, ClassVar
+from typing import IO
 
 import numpy as np
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
+from sokhan.config import PrepareConfig
 from sokhan.data.sources import iter_documents, letters_key
 from sokhan.errors import SokhanError
-from sokhan.text.normalize import NormalizerConfig, PersianNormalizer
+from sokhan.text.normalize import PersianNormalizer
 from sokhan.text.tokenizers import Tokenizer, train_tokenizer
 
 FORMAT = 1
@@ -46,30 +56,7 @@ ENCODE_BATCH = 512          # documents per encode_batch call
 UINT16_MAX_VOCAB = 65535    # vocab sizes up to this are stored as uint16, larger as uint32
 MIN_VAL_DOCUMENTS = 2
 MIN_VAL_TOKENS = 64
-TOKENIZER_KINDS = ("bpe", "char")
 SPLITS = ("train", "val")
-
-
-@dataclass
-class PrepareConfig:
-    section: ClassVar[str] = "prepare"
-    source: str = "hafez"
-    out_dir: str = "runs/data/hafez"
-    tokenizer: str = "bpe"        # "bpe" | "char"
-    vocab_size: int = 4096        # bpe only
-    val_fraction: float = 0.05
-    seed: int = 1337              # for the split hash
-    text_field: str = "text"
-    doc_split: str = "blank-line"
-    on_decode_error: str = "fail"
-    # normalizer options, passed to NormalizerConfig
-    digits: str = "persian"
-    remove_diacritics: bool = False
-    join_affixes: bool = True
-
-    def normalizer_config(self) -> NormalizerConfig:
-        return NormalizerConfig(digits=self.digits, remove_diacritics=self.remove_diacritics,
-                                join_affixes=self.join_affixes)
 
 
 def token_dtype(vocab_size: int) -> np.dtype:
@@ -98,18 +85,8 @@ def hash_split(key: str, seed: int, val_fraction: float) -> str:
     return "val" if int.from_bytes(h, "little") / 2.0**64 < val_fraction else "train"
 
 
-def check_config(cfg: PrepareConfig) -> None:
-    if cfg.tokenizer not in TOKENIZER_KINDS:
-        raise SokhanError(f"unknown tokenizer kind '{cfg.tokenizer}' (choose {' or '.join(TOKENIZER_KINDS)})")
-    if not (0.0 < cfg.val_fraction <= 0.5):
-        raise SokhanError(f"val_fraction must be in (0, 0.5], got {cfg.val_fraction}")
-    if cfg.tokenizer == "bpe" and cfg.vocab_size <= 0:
-        raise SokhanError(f"vocab_size must be positive, got {cfg.vocab_size}")
-
-
 def prepare(cfg: PrepareConfig, progress: bool = True) -> Path:
     """Run the pipeline of the module docstring; returns `out_dir`."""
-    check_config(cfg)
     normalizer = PersianNormalizer(cfg.normalizer_config())
     raw_docs = iter_documents(cfg.source, text_field=cfg.text_field, doc_split=cfg.doc_split,
                               on_decode_error=cfg.on_decode_error)  # checks the source now
@@ -259,38 +236,29 @@ class _Progress:
 
     def __init__(self, enabled: bool):
         self.enabled = enabled
-        self.progress = None
+        self.progress: Progress | None = None
 
     def __enter__(self) -> _Progress:
-        from rich.console import Console
         console = Console(stderr=True)
         if self.enabled and console.is_terminal:  # no bar in logs and pipes
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                SpinnerColumn,
-                TextColumn,
-                TimeElapsedColumn,
-            )
             self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                                      MofNCompleteColumn(), TextColumn("documents"), TimeElapsedColumn(),
                                      console=console, transient=False)
             self.progress.__enter__()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         if self.progress is not None:
             self.progress.__exit__(*exc)
 
-    def add(self, description: str, total: int | None = None):
+    def add(self, description: str, total: int | None = None) -> TaskID | None:
         return self.progress.add_task(description, total=total) if self.progress is not None else None
 
-    def advance(self, task, n: int = 1) -> None:
+    def advance(self, task: TaskID | None, n: int = 1) -> None:
         if self.progress is not None:
             self.progress.advance(task, n)
 
-    def finish(self, task) -> None:
+    def finish(self, task: TaskID | None) -> None:
         """Turn a count-only task (total unknown) into a full bar."""
         if self.progress is not None:
             done = self.progress.tasks[self.progress.task_ids.index(task)].completed

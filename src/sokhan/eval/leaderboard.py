@@ -5,26 +5,33 @@ checkpoint), and the bits per character of its data's whole validation split, sc
 exactly (every token once, each family the way it reads; see `sequence_nll`). A masked-LM
 encoder has no left-to-right likelihood, so it reports masked-token loss and accuracy in
 columns of its own. The figures are cached in the run folder, keyed by checkpoint.
+`write_leaderboard` prints the table and writes leaderboard.md and the picture.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+from rich.console import Console
 from rich.table import Table
 
-from sokhan.api import LanguageModel
 from sokhan.data.shards import TokenData
 from sokhan.errors import SokhanError
-from sokhan.eval.bpc import bits_per_char, sequence_nll
-from sokhan.inspect.curves import read_metrics
-from sokhan.train.checkpoint import resolve_model_dir
+from sokhan.eval.bpc import sequence_nll
+from sokhan.inspect.picture import XY, Picture, Series
+from sokhan.inspect.save import save_picture
+from sokhan.models.checkpoint import resolve_model_dir
+from sokhan.models.trained import TrainedModel
+from sokhan.train.metrics import last_val_row
+from sokhan.units import bits_per_char
 
 CACHE = "leaderboard.json"
+FAMILY_COLOURS = {"ngram": "tab:gray", "rnn": "tab:orange", "lstm": "tab:green", "gru": "tab:olive", "gpt": "tab:blue"}
 
 
 @dataclass
@@ -39,6 +46,7 @@ class RunSummary:
     masked_loss: float | None    # bert: masked-token cross-entropy (nats) on val
     masked_accuracy: float | None
     checkpoint: str = ""
+    counted: bool = False        # counted (an n-gram), not trained: no training compute to plot
 
     @property
     def tokens_per_s(self) -> float:
@@ -47,7 +55,7 @@ class RunSummary:
     @property
     def train_flops(self) -> float | None:
         """≈ 6 · parameters · tokens (forward + backward; Kaplan et al. 2020); None for counted models."""
-        return None if self.family == "ngram" else 6.0 * self.parameters * self.tokens
+        return None if self.counted else 6.0 * self.parameters * self.tokens
 
 
 def summarize(run_dir: str | Path, device: str = "auto") -> RunSummary:
@@ -56,16 +64,16 @@ def summarize(run_dir: str | Path, device: str = "auto") -> RunSummary:
     cache = run_dir / CACHE
     if cache.is_file():
         data = json.loads(cache.read_text(encoding="utf-8"))
-        if data.get("checkpoint") == str(folder):
+        if data.get("checkpoint") == str(folder) and set(data) == {f.name for f in dataclasses.fields(RunSummary)}:
             return RunSummary(**data)
-    lm = LanguageModel.load(folder, device=device)
-    cfg, progress = lm.model.config, lm.config.get("progress", {})
+    lm = TrainedModel.load(folder, device=device)
+    cfg, caps, progress = lm.model.config, lm.capabilities, lm.config.get("progress", {})
     data_dir = lm.config.get("train", {}).get("data")
     if not data_dir or not Path(data_dir).is_dir():
         raise SokhanError(f"{run_dir}: its data folder {data_dir!r} is gone; the leaderboard scores its val split")
-    size = f"order {cfg.order}" if cfg.family == "ngram" else f"{cfg.n_layer}×{cfg.n_embd}"
+    size = f"order {cfg.order}" if caps.lookup else f"{cfg.n_layer}×{cfg.n_embd}"
     val_bpc = masked_loss = masked_accuracy = None
-    if cfg.family == "bert":
+    if not caps.causal:
         row = last_val_row(run_dir)
         masked_loss, masked_accuracy = row.get("loss"), row.get("accuracy")
     else:
@@ -73,17 +81,10 @@ def summarize(run_dir: str | Path, device: str = "auto") -> RunSummary:
         nll, _ = sequence_nll(lm.model, np.asarray(val.tokens), cfg.block_size)
         val_bpc = bits_per_char(nll, val.num_chars)
     summary = RunSummary(run_dir.name, cfg.family, size, int(lm.model.num_parameters()), int(progress.get("tokens", 0)),
-                         float(progress.get("elapsed", 0.0)), val_bpc, masked_loss, masked_accuracy, str(folder))
+                         float(progress.get("elapsed", 0.0)), val_bpc, masked_loss, masked_accuracy, str(folder),
+                         counted=caps.lookup)
     cache.write_text(json.dumps(asdict(summary), indent=2), encoding="utf-8")
     return summary
-
-
-def last_val_row(run_dir: Path) -> dict:
-    path = run_dir / "metrics.jsonl"
-    vals = [r for r in read_metrics(path) if r.get("split") == "val"] if path.is_file() else []
-    if not vals:
-        raise SokhanError(f"{run_dir} has no validation row in metrics.jsonl")
-    return vals[-1]
 
 
 def table(summaries: list[RunSummary], title: str = "leaderboard") -> Table:
@@ -128,45 +129,49 @@ def fmt(value: float | None, digits: int) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
-def plot(summaries: list[RunSummary], path: str | Path, title: str = "bits per character on held-out text") -> Path:
+def leaderboard_picture(summaries: list[RunSummary], title: str) -> Picture:
     """Bits/char against training compute (≈6·N·D FLOPs) and against wall time; one point per run.
 
     Counted n-gram models have no FLOP figure: on the compute panel they are dashed
-    horizontal lines, so each network can be read against the count-based baselines.
+    horizontal lines across the networks' range, so each network reads against the counts.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     causal = [s for s in summaries if s.val_bpc is not None]
     if not causal:
         raise SokhanError("no left-to-right model among the runs: nothing to plot in bits per character")
-    fig, (ax_flops, ax_time) = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
-    colors = {"ngram": "tab:gray", "rnn": "tab:orange", "lstm": "tab:green", "gru": "tab:olive", "gpt": "tab:blue"}
-    for s in causal:
-        color = colors.get(s.family, "tab:purple")
-        if s.train_flops is None:
-            ax_flops.axhline(s.val_bpc, color=color, linestyle="--", linewidth=0.8)
-            ax_flops.annotate(s.run, (0.01, s.val_bpc), xycoords=("axes fraction", "data"), fontsize=8, color=color,
-                              va="bottom")
-        else:
-            ax_flops.scatter(s.train_flops, s.val_bpc, color=color, s=40, zorder=3)
-            ax_flops.annotate(s.run, (s.train_flops, s.val_bpc), textcoords="offset points", xytext=(5, 4), fontsize=8)
-        ax_time.scatter(max(s.seconds, 1e-2), s.val_bpc, color=color, s=40, zorder=3)
-        ax_time.annotate(s.run, (max(s.seconds, 1e-2), s.val_bpc), textcoords="offset points", xytext=(5, 4),
-                         fontsize=8)
-    ax_flops.set_xscale("log")
-    ax_flops.set_xlabel("training compute ≈ 6 · parameters · tokens (FLOPs)")
-    ax_flops.set_ylabel("validation bits per character (lower is better)")
-    ax_time.set_xscale("log")
-    ax_time.set_xlabel("training wall time (s)")
-    for ax in (ax_flops, ax_time):
-        ax.grid(True, which="both", alpha=0.3)
-    fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    trained = [s for s in causal if s.train_flops is not None]
+    span = [min(s.train_flops for s in trained), max(s.train_flops for s in trained)] if trained else [1.0, 10.0]
+    span = [span[0] / 2, span[1] * 2]  # the lines reach past the outermost points
+    compute, wall = [], []
+    for family in dict.fromkeys(s.family for s in causal):
+        runs = [s for s in causal if s.family == family]
+        colour = FAMILY_COLOURS.get(family, "tab:purple")
+        points = [s for s in runs if s.train_flops is not None]
+        if points:
+            compute.append(Series(family, np.array([s.train_flops for s in points]),
+                                  np.array([s.val_bpc for s in points]), "markers", [s.run for s in points],
+                                  annotate=True, color=colour))
+        for s in runs:
+            if s.train_flops is None:
+                compute.append(Series(s.run, np.array(span), np.array([s.val_bpc] * 2), "line", [s.run, ""],
+                                      annotate=True, color=colour, dashed=True, legend=False))
+        wall.append(Series(family, np.array([max(s.seconds, 1e-2) for s in runs]), np.array([s.val_bpc for s in runs]),
+                           "markers", [s.run for s in runs], annotate=True, color=colour))
+    values = np.array([s.val_bpc for s in causal])
+    pad = 0.08 * max(values.max() - values.min(), 0.05)
+    y_range = (float(values.min() - pad), float(values.max() + pad))
+    bpc = "validation bits per character (lower is better)"
+    panels = [XY(compute, "against training compute", "training compute ≈ 6 · parameters · tokens (FLOPs)", bpc,
+                 log_x=True, y_range=y_range),
+              XY(wall, "against training wall time", "training wall time (s)", bpc, log_x=True, y_range=y_range)]
+    return Picture("leaderboard", title, panels, columns=2, panel_size=(6.0, 4.8))
+
+
+def write_leaderboard(summaries: list[RunSummary], out: Path, console: Console, title: str) -> Picture:
+    """Print the table; write leaderboard.md, and leaderboard.png/.html when some run has bits per character."""
+    out.mkdir(parents=True, exist_ok=True)
+    wide = Console(file=console.file, width=max(console.width, 120), quiet=console.quiet)  # whole rows, even in a log
+    wide.print(table(summaries, title))
+    (out / "leaderboard.md").write_text(markdown(summaries), encoding="utf-8")
+    picture = save_picture(leaderboard_picture(summaries, title), out)
+    console.print(f"table: {out / 'leaderboard.md'}   plot: {picture.png}")
+    return picture

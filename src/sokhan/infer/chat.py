@@ -1,87 +1,33 @@
-"""The chat template: one implementation used by fine-tuning, the terminal chat and the server.
+"""Replies from a chat model: the conversation rendered with its template, trimmed to fit, then sampled.
 
-A conversation is rendered with the role tokens the tokenizer reserved from the start:
-
-    <|bos|><|system|>…<|end|><|user|>…<|end|><|assistant|>…<|end|><|user|>…<|end|><|assistant|>
-
-Each message is its role token, its (normalized) content, then `<|end|>`. To ask the model
-for a reply, the rendering ends with `<|assistant|>`; the model writes the reply and closes
-it with `<|end|>`, where generation stops. Training computes the loss on the assistant's
-content and its `<|end|>` only (`labels` are IGNORE_INDEX elsewhere).
+One implementation for the terminal chat, the server and the Python API. The history is
+trimmed so that the prompt leaves room for the reply (at least half the context stays the
+prompt's), the oldest turns after the system prompt dropped first (`ChatTemplate.prompt_ids`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
-from sokhan.errors import SokhanError
-from sokhan.models.gpt import IGNORE_INDEX
-from sokhan.text.tokenizers import Tokenizer
-
-ROLES = ("system", "user", "assistant")
-TEMPLATE_NAME = "sokhan-chat-v1"  # saved in a fine-tuned model's config.json
+from sokhan.config import SampleConfig
+from sokhan.infer.sampling import StreamStats, stream_text
+from sokhan.models.trained import TrainedModel
+from sokhan.text.chat_template import ChatTemplate, Message
 
 
-@dataclass(frozen=True)
-class Message:
-    role: str
-    content: str
+def as_messages(messages: Iterable[Message | Mapping[str, str]]) -> list[Message]:
+    """Dicts with role/content (as OpenAI's API and the notebooks write them), or `Message`s."""
+    return [m if isinstance(m, Message) else Message(m["role"], m["content"]) for m in messages]
 
 
-def check_messages(messages: Sequence[Message], need_reply: bool = False) -> None:
-    """Roles known, contents strings, a system message only first; raise SokhanError otherwise."""
-    if not messages:
-        raise SokhanError("a conversation needs at least one message")
-    for i, m in enumerate(messages):
-        if m.role not in ROLES:
-            raise SokhanError(f"message {i}: unknown role '{m.role}' (use {', '.join(ROLES)})")
-        if not isinstance(m.content, str):
-            raise SokhanError(f"message {i}: content must be a string")
-        if m.role == "system" and i != 0:
-            raise SokhanError(f"message {i}: a system message may only come first")
-    if need_reply and messages[-1].role == "assistant":
-        raise SokhanError("the last message is the assistant's; nothing to reply to")
+def chat_prompt(lm: TrainedModel, messages: Iterable[Message | Mapping[str, str]], max_new_tokens: int) -> list[int]:
+    """Prompt ids that ask `lm` for the next reply, the history trimmed so the reply fits the context."""
+    room = max(lm.block_size - max_new_tokens, lm.block_size // 2)
+    return ChatTemplate(lm.tokenizer, lm.normalize).prompt_ids(as_messages(messages), room)
 
 
-class ChatTemplate:
-    def __init__(self, tokenizer: Tokenizer, normalize: Callable[[str], str] = lambda s: s):
-        self.tokenizer, self.normalize = tokenizer, normalize
-        self.role_ids = {role: tokenizer.token_id(f"<|{role}|>") for role in ROLES}
-        self.end_id = tokenizer.token_id("<|end|>")
-
-    def encode(self, messages: Sequence[Message], add_generation_prompt: bool = False,
-               ) -> tuple[list[int], list[int]]:
-        """(ids, labels): labels hold the ids of assistant content + <|end|>, IGNORE_INDEX elsewhere.
-
-        labels[i] is the target *at* position i; shifting by one for next-token prediction
-        is the training task's job.
-        """
-        check_messages(messages)
-        ids, labels = [self.tokenizer.bos_id], [IGNORE_INDEX]
-        for m in messages:
-            content = self.tokenizer.encode_plain(self.normalize(m.content)) + [self.end_id]
-            ids += [self.role_ids[m.role]] + content
-            labels += [IGNORE_INDEX] + (content if m.role == "assistant" else [IGNORE_INDEX] * len(content))
-        if add_generation_prompt:
-            ids.append(self.role_ids["assistant"])
-            labels.append(IGNORE_INDEX)
-        return ids, labels
-
-    def prompt_ids(self, messages: Sequence[Message], max_tokens: int) -> list[int]:
-        """The ids that ask for the next assistant reply, fitted into `max_tokens`.
-
-        When the conversation is too long, the oldest turns after the system prompt are
-        dropped first (whole messages), so the system prompt and the latest turn stay.
-        """
-        check_messages(messages, need_reply=True)
-        system = [m for m in messages[:1] if m.role == "system"]
-        turns = list(messages[len(system):])
-        while True:
-            ids, _ = self.encode(system + turns, add_generation_prompt=True)
-            if len(ids) <= max_tokens or len(turns) <= 1:
-                break
-            turns = turns[1:]
-        if len(ids) > max_tokens:
-            raise SokhanError(f"the last message alone is {len(ids)} tokens, more than the {max_tokens} that fit")
-        return ids
+def stream_reply(lm: TrainedModel, messages: Iterable[Message | Mapping[str, str]], cfg: SampleConfig,
+                 stats: StreamStats | None = None, cancelled: Callable[[], bool] = lambda: False) -> Iterator[str]:
+    """Stream the assistant's reply to `messages` as printable text pieces."""
+    lm.require_causal("chat")
+    return stream_text(lm.model, lm.tokenizer, chat_prompt(lm, messages, cfg.max_new_tokens), cfg, stats, cancelled)

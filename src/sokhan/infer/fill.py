@@ -1,6 +1,6 @@
 """Fill in the blanks with a masked LM: the user writes `<mask>` where a token is missing.
 
-    >>> lm = LanguageModel.load("runs/bert")
+    >>> lm = TrainedModel.load("runs/bert")
     >>> fill_masks(lm, "الا یا ایها الساقی ادر کأسا و <mask>ها")
     [[('ناول', 0.41), ...]]
 
@@ -12,22 +12,19 @@ distribution: a masked LM predicts the masks independently of one another (Devli
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
 
 import torch
 
+from sokhan.device import model_device
 from sokhan.errors import SokhanError
-from sokhan.models import model_device
-from sokhan.train.masking import MASK_TOKEN, mask_id_of, special_token_ids
-
-if TYPE_CHECKING:
-    from sokhan.api import LanguageModel
+from sokhan.models.trained import TrainedModel
+from sokhan.text.tokenizers import MASK_TOKEN
 
 USER_MASK = "<mask>"
 _MARKER = re.compile(f"{re.escape(USER_MASK)}|{re.escape(MASK_TOKEN)}")
 
 
-def _piece_text(lm: LanguageModel, piece: str, first: bool, last: bool) -> str:
+def _piece_text(lm: TrainedModel, piece: str, first: bool, last: bool) -> str:
     """The normalized text of the piece between two masks, keeping its edge whitespace.
 
     The normalizer strips text (it is meant for whole documents), but 'دل <mask>' and
@@ -45,14 +42,14 @@ def _piece_text(lm: LanguageModel, piece: str, first: bool, last: bool) -> str:
     return lead + core + trail
 
 
-def encode_with_masks(lm: LanguageModel, text: str) -> tuple[list[int], list[int]]:
+def encode_with_masks(lm: TrainedModel, text: str) -> tuple[list[int], list[int]]:
     """(ids, mask positions): bos + the pieces with the mask id between them + eos."""
     pieces = _MARKER.split(text)
     if len(pieces) == 1:
         raise SokhanError(f"no {USER_MASK} in the text; write {USER_MASK} where a word is missing, "
                           f"e.g. 'دل {USER_MASK} ما'")
     tokenizer = lm.tokenizer
-    mask_id = mask_id_of(tokenizer)
+    mask_id = tokenizer.mask_id
     ids, positions = [tokenizer.bos_id], []
     for i, piece in enumerate(pieces):
         if i:
@@ -77,7 +74,7 @@ def context_window(length: int, positions: list[int], block_size: int) -> int:
 
 
 @torch.inference_mode()
-def fill_masks(lm: LanguageModel, text: str, top_k: int = 5) -> list[list[tuple[str, float]]]:
+def fill_masks(lm: TrainedModel, text: str, top_k: int = 5) -> list[list[tuple[str, float]]]:
     """For each `<mask>` in `text`, left to right, the `top_k` (token text, probability) fills, best first.
 
     `lm` must hold a BERT-family model. The tokenizer's own mask token (`<|mask|>`) is
@@ -90,10 +87,10 @@ def fill_masks(lm: LanguageModel, text: str, top_k: int = 5) -> list[list[tuple[
     ids, positions = encode_with_masks(lm, text)
     start = context_window(len(ids), positions, lm.block_size)
     window = ids[start:start + lm.block_size]
-    logits = lm.model(torch.tensor([window], device=model_device(lm.model)))[0][0]
+    logits = lm.model(torch.tensor([window], device=model_device(lm.model))).logits[0]
     probs = torch.softmax(logits[[p - start for p in positions]].float(), dim=-1)
     vocab = min(probs.size(-1), lm.tokenizer.vocab_size)  # ids past the tokenizer's are padding rows
-    special = special_token_ids(lm.tokenizer)
+    special = lm.tokenizer.special_ids()
     offered = probs[:, :vocab].clone()
     offered[:, special] = -1.0  # below any probability: never in the top k
     k = min(top_k, vocab - len(special))

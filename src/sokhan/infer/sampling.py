@@ -7,35 +7,16 @@ that are safe to print (never half a UTF-8 character, never part of a stop strin
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from typing import ClassVar
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from sokhan.config import SampleConfig
+from sokhan.device import model_device
 from sokhan.errors import SokhanError
-from sokhan.models import model_device
+from sokhan.models.protocol import Cache
 from sokhan.text.tokenizers import Tokenizer
-
-
-@dataclass
-class SampleConfig:
-    section: ClassVar[str] = "sample"
-
-    max_new_tokens: int = 200
-    temperature: float = 0.8   # 0 = greedy
-    top_k: int = 0             # 0 = off
-    top_p: float = 1.0         # nucleus sampling; 1 = off
-    seed: int | None = None
-    stop: list[str] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        if self.temperature < 0:
-            raise SokhanError("temperature must be ≥ 0")
-        if not 0 < self.top_p <= 1:
-            raise SokhanError("top_p must be in (0, 1]")
-        if self.top_k < 0 or self.max_new_tokens < 0:
-            raise SokhanError("top_k and max_new_tokens must be ≥ 0")
 
 
 def candidates(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0,
@@ -95,7 +76,7 @@ def generate_ids(model: nn.Module, prompt: list[int], cfg: SampleConfig, stop_id
     tokens = list(prompt)
     window = tokens[-block:]
     cache = model.new_cache(1)
-    logits = model(torch.tensor([window], device=device), cache=cache, last_only=True)[0]
+    logits = model(torch.tensor([window], device=device), cache=cache, last_only=True).logits
     if not torch.isfinite(logits).all():  # checked once: broken weights show at the first token
         raise SokhanError("the model's logits are not finite (NaN/inf): its weights are broken")
     for _ in range(cfg.max_new_tokens):
@@ -108,12 +89,12 @@ def generate_ids(model: nn.Module, prompt: list[int], cfg: SampleConfig, stop_id
         if cache.length >= block:  # context full: keep the latest half window and start a new cache
             window = tokens[-(block // 2):]
             cache = model.new_cache(1)
-            logits = model(torch.tensor([window], device=device), cache=cache, last_only=True)[0]
+            logits = model(torch.tensor([window], device=device), cache=cache, last_only=True).logits
         else:
             logits = decode_step(model, tok, cache, native_kernels)
 
 
-def decode_step(model: nn.Module, token: torch.Tensor, cache, native_kernels: bool) -> torch.Tensor:
+def decode_step(model: nn.Module, token: torch.Tensor, cache: Cache, native_kernels: bool) -> torch.Tensor:
     """Logits after one more token (`cache` holds the ones before it).
 
     `native_kernels` switches oneDNN off for the step (CPU, float32): its per-call set-up
@@ -124,7 +105,7 @@ def decode_step(model: nn.Module, token: torch.Tensor, cache, native_kernels: bo
     onednn = torch.backends.mkldnn.enabled
     torch.backends.mkldnn.enabled = onednn and not native_kernels
     try:
-        return model(token, cache=cache, last_only=True)[0]
+        return model(token, cache=cache, last_only=True).logits
     finally:
         torch.backends.mkldnn.enabled = onednn
 

@@ -27,13 +27,12 @@ from __future__ import annotations
 import dataclasses
 import math
 import sys
-from typing import TYPE_CHECKING, TextIO
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Protocol, TextIO
 
+from sokhan.config import SampleConfig
 from sokhan.errors import SokhanError
-from sokhan.infer.sampling import SampleConfig
-
-if TYPE_CHECKING:
-    from sokhan.api import LanguageModel
 
 PROMPT = "you › "
 HELP = """commands:
@@ -43,6 +42,15 @@ HELP = """commands:
   /help          this list
   /quit, /exit   leave (so do Ctrl-D, and Ctrl-C at the prompt)
 Ctrl-C while the model writes stops the reply. Start a line with // to send a message that begins with /."""
+
+
+class ChatModel(Protocol):
+    """What the loop needs of a model: `sokhan.LanguageModel` is one (tests use a fake)."""
+
+    path: Path
+    block_size: int
+
+    def stream_chat(self, messages: list[dict[str, str]], **sample: Any) -> Iterator[str]: ...
 
 
 def use_utf8(*streams: TextIO) -> None:
@@ -64,7 +72,7 @@ def use_utf8(*streams: TextIO) -> None:
 class TerminalChat:
     """One chat session with `lm`; `run()` loops until the user leaves and returns the exit status."""
 
-    def __init__(self, lm: LanguageModel, sample: SampleConfig | None = None, system: str = "",
+    def __init__(self, lm: ChatModel, sample: SampleConfig | None = None, system: str = "",
                  stdin: TextIO | None = None, stdout: TextIO | None = None, stderr: TextIO | None = None):
         self.lm = lm
         self.sample = sample or SampleConfig()

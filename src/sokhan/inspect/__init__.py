@@ -7,35 +7,21 @@
     >>> plot_curves(["runs/gpt", "runs/lstm"], "out/")
 
 Each `plot_*` returns the `Picture` it drew (its panels hold the very arrays in both files);
-the `*_view`/`*_map`/`attention_maps` functions return the numbers without drawing.
-Names are imported on first use, so `import sokhan.inspect.attention` (the server's) stays light.
+`attention_maps`, `positional_encoding`, `next_token_view`, `embedding_map` and `read_run`
+return the numbers without drawing. The layers inside: data → `picture.py` (panels) →
+`png.py` (matplotlib) and `html.py` + `view.js` (the page), both written by `save.py`.
 """
 
-from __future__ import annotations
+from sokhan.inspect.attention import AttentionMaps, attention_maps, attention_picture, plot_attention
+from sokhan.inspect.curves import RunCurves, curves_picture, draw_loss_curve, plot_curves, read_run
+from sokhan.inspect.embeddings import EmbeddingMap, embedding_map, plot_embeddings
+from sokhan.inspect.html import read_html_data
+from sokhan.inspect.nexttoken import NextToken, next_token_view, plot_next_token
+from sokhan.inspect.picture import XY, Bars, Heatmap, Picture, Series, Tokens
+from sokhan.inspect.positions import Positions, plot_positions, positional_encoding
+from sokhan.inspect.save import save_picture
 
-import importlib
-from typing import Any
-
-_EXPORTS = {
-    "AttentionMaps": "attention", "attention_maps": "attention", "attention_picture": "attention",
-    "plot_attention": "attention",
-    "Positions": "positions", "positional_encoding": "positions", "plot_positions": "positions",
-    "NextToken": "nexttoken", "next_token_view": "nexttoken", "plot_next_token": "nexttoken",
-    "EmbeddingMap": "embeddings", "embedding_map": "embeddings", "plot_embeddings": "embeddings",
-    "RunCurves": "curves", "read_run": "curves", "plot_curves": "curves", "plot_loss_curve": "curves",
-    "Picture": "picture", "Heatmap": "picture", "Bars": "picture", "Tokens": "picture", "XY": "picture",
-    "Series": "picture",
-    "display": "render", "shape": "render", "visible": "render", "token_texts": "render",
-    "read_html_data": "html",
-}
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'sokhan.inspect' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"sokhan.inspect.{_EXPORTS[name]}"), name)
-
-
-def __dir__() -> list[str]:
-    return __all__
+__all__ = ["XY", "AttentionMaps", "Bars", "EmbeddingMap", "Heatmap", "NextToken", "Picture", "Positions",
+           "RunCurves", "Series", "Tokens", "attention_maps", "attention_picture", "curves_picture",
+           "draw_loss_curve", "embedding_map", "next_token_view", "plot_attention", "plot_curves", "plot_embeddings",
+           "plot_next_token", "plot_positions", "positional_encoding", "read_html_data", "read_run", "save_picture"]

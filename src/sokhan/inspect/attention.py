@@ -10,17 +10,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
+from sokhan.device import model_device
 from sokhan.errors import SokhanError
-from sokhan.models import model_device
-
-if TYPE_CHECKING:
-    from sokhan.api import LanguageModel
-    from sokhan.inspect.picture import Heatmap, Picture
+from sokhan.inspect.picture import Heatmap, Picture
+from sokhan.inspect.render import model_name, shorten, token_texts, visible
+from sokhan.inspect.save import save_picture
+from sokhan.models.trained import TrainedModel
 
 MASK_LABEL = "masked (−∞ before softmax)"
 GRID_MOST = 16  # all layers × heads in one picture up to this many heads in all
@@ -45,21 +44,20 @@ class AttentionMaps:
 
 
 @torch.inference_mode()
-def attention_maps(lm: LanguageModel, text: str, max_tokens: int | None = None) -> AttentionMaps:
+def attention_maps(lm: TrainedModel, text: str, max_tokens: int | None = None) -> AttentionMaps:
     """Run `lm` on `text` (normalized, after <|bos|>, as in training) and keep every layer's weights.
 
     Only Transformer families have attention; others get one clear error. The text is cut to
     the model's context (or `max_tokens`), keeping its beginning.
     """
-    if not hasattr(lm.model, "blocks"):
-        raise SokhanError(f"{lm.path} is a '{lm.family}' model: only Transformers (gpt, bert) have attention maps")
+    lm.require_attention("attention maps")
     if not text.strip():
         raise SokhanError("give a text to look at")
     ids = lm.encode_prompt(text)[: min(lm.block_size, max_tokens or lm.block_size)]
     x = torch.tensor([ids], device=model_device(lm.model))
-    attentions = lm.model(x, need_weights=True)[2]
+    attentions = lm.model(x, need_weights=True).attentions
     weights = torch.stack([a[0] for a in attentions]).float().cpu()
-    return AttentionMaps([lm.tokenizer.decode([i]) for i in ids], weights, lm.family != "bert")
+    return AttentionMaps([lm.tokenizer.decode([i]) for i in ids], weights, lm.capabilities.causal)
 
 
 def check_index(value: int | None, count: int, what: str) -> None:
@@ -68,8 +66,6 @@ def check_index(value: int | None, count: int, what: str) -> None:
 
 
 def _panel(maps: AttentionMaps, labels: list[str], layer: int, head: int | None, colorbar: bool) -> Heatmap:
-    from sokhan.inspect.picture import Heatmap
-
     weights = maps.mean_over_heads(layer) if head is None else maps.weights[layer, head]
     t = weights.size(0)
     mask = np.triu(np.ones((t, t), dtype=bool), k=1) if maps.causal else None
@@ -90,9 +86,6 @@ def attention_picture(maps: AttentionMaps, layer: int | None = None, head: int |
     each panel shows (head None = the mean), in panel order. `labels` name the tokens on the
     axes (default: the tokens made visible, ␣ for a space).
     """
-    from sokhan.inspect.picture import Picture
-    from sokhan.inspect.render import visible
-
     labels = labels or [visible(t) for t in maps.tokens]
     check_index(layer, maps.layers, "layer")
     check_index(head, maps.heads, "head")
@@ -116,15 +109,13 @@ def attention_picture(maps: AttentionMaps, layer: int | None = None, head: int |
     return Picture("attention", title, list(panels), columns, subtitle, size, extra={"cells": cells})
 
 
-def plot_attention(lm: LanguageModel, text: str, out_dir: str | Path, layer: int | None = None,
+def plot_attention(lm: TrainedModel, text: str, out_dir: str | Path, layer: int | None = None,
                    head: int | None = None, max_tokens: int | None = 64) -> Picture:
     """Attention heatmaps of `lm` reading `text`, saved as attention*.png/.html in `out_dir`.
 
     The weights are `attention_maps(lm, text)`: the model's own forward pass. A long text is
     cut to its first `max_tokens` tokens (a readable picture), which the subtitle says.
     """
-    from sokhan.inspect.render import model_name, shorten, token_texts
-
     maps = attention_maps(lm, text, max_tokens=max_tokens)
     ids = lm.encode_prompt(text)
     total = len(ids)
@@ -136,4 +127,4 @@ def plot_attention(lm: LanguageModel, text: str, out_dir: str | Path, layer: int
     picture.name = "attention" + (f"-layer{layer}" if layer is not None else "") + \
         (f"-head{head}" if head is not None else "")
     picture.extra["maps"] = maps
-    return picture.save(out_dir)
+    return save_picture(picture, out_dir)

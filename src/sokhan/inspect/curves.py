@@ -1,69 +1,24 @@
 """Training curves: loss and bits per character against steps (and tokens), from runs' metrics.jsonl.
 
-`plot_loss_curve` is the engine's own loss.png, redrawn at every evaluation; `plot_curves`
-puts one or several runs on one figure (`sokhan inspect curves`), against optimizer steps and
-against training tokens, since runs with different batch sizes only compare on the latter.
+`plot_curves` puts one or several runs on one figure (`sokhan inspect curves`), against
+optimizer steps and against training tokens, since runs with different batch sizes only
+compare on the latter; `draw_loss_curve` is a run's own loss.png, which the recipes redraw
+at every checkpoint.
 """
 
 from __future__ import annotations
 
-import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-import matplotlib
 import numpy as np
 
 from sokhan.errors import SokhanError
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-if TYPE_CHECKING:
-    from sokhan.inspect.picture import Picture
-
-
-def read_metrics(path: str | Path) -> list[dict]:
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                rows.append(json.loads(line))
-    return rows
-
-
-def plot_loss_curve(metrics_path: str | Path, out_png: str | Path, title: str = "training curve") -> Path:
-    """Train loss (every logged step) and val loss (every eval) in nats/token; val bpc on a twin axis."""
-    rows = read_metrics(metrics_path)
-    train = [(r["step"], r["loss"]) for r in rows if r.get("split") == "train"]
-    val = [(r["step"], r["loss"], r.get("bpc")) for r in rows if r.get("split") == "val"]
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
-    if train:
-        ax.plot(*zip(*train), label="train loss", color="tab:blue", alpha=0.7)
-    if val:
-        ax.plot([v[0] for v in val], [v[1] for v in val], "o-", label="val loss", color="tab:orange")
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("cross-entropy (nats / token)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    if val and all(v[2] is not None for v in val):
-        ax2 = ax.twinx()
-        ax2.plot([v[0] for v in val], [v[2] for v in val], "s--", color="tab:green", label="val bits/char", alpha=0.8)
-        ax2.set_ylabel("val bits per character")
-        lines = ax.get_legend_handles_labels()
-        lines2 = ax2.get_legend_handles_labels()
-        ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], loc="upper right")
-    else:
-        ax.legend(loc="upper right")
-    fig.tight_layout()
-    fig.savefig(out_png)
-    plt.close(fig)
-    return Path(out_png)
-
-
-# --- several runs on one figure: `sokhan inspect curves RUN…` ---------------------------------------
+from sokhan.inspect.picture import XY, Picture, Series
+from sokhan.inspect.save import save_picture
+from sokhan.models.checkpoint import read_config, resolve_model_dir
+from sokhan.train.metrics import read_metrics
+from sokhan.units import bits_per_char
 
 
 @dataclass
@@ -75,31 +30,23 @@ class RunCurves:
     val: dict[str, np.ndarray]     # step, tokens, loss, bpc
 
 
-def _chars_per_token(run: Path) -> float | None:
-    """Training characters per token (from the run's config), to put train loss on the bits/char scale."""
-    from sokhan.train.checkpoint import read_config, resolve_model_dir
-
+def _train_split(run: Path) -> tuple[int, int] | None:
+    """(tokens, characters) of the run's train split, from its config, to put train loss on the bits/char scale."""
     try:
         split = read_config(resolve_model_dir(run)).get("data", {}).get("splits", {}).get("train", {})
     except SokhanError:
         return None
     tokens, chars = split.get("tokens"), split.get("chars")
-    return chars / tokens if tokens and chars else None
+    return (tokens, chars) if tokens and chars else None
 
 
 def read_run(run: str | Path, name: str | None = None) -> RunCurves:
-    """A run folder's metrics.jsonl as arrays. Train bits/char use the engine's own formula for val:
-    loss / ln 2 × tokens / characters of the split, and only for runs whose val rows report bits/char."""
+    """A run folder's metrics.jsonl as arrays. Train bits/char convert the train loss as the engine converts
+    the val loss (on the split's own tokens and characters), for runs whose val rows report bits/char."""
     folder = Path(run)
     if not folder.is_dir():
         raise SokhanError(f"no such run folder: {folder}")
-    path = folder / "metrics.jsonl"
-    if not path.is_file():
-        raise SokhanError(f"{folder} has no metrics.jsonl (is it a `sokhan train` run folder?)")
-    try:
-        rows = read_metrics(path)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise SokhanError(f"{path} is not valid JSON lines ({e})") from None
+    rows = read_metrics(folder)
 
     def columns(split: str) -> dict[str, np.ndarray]:
         picked = [r for r in rows if r.get("split") == split]
@@ -107,9 +54,10 @@ def read_run(run: str | Path, name: str | None = None) -> RunCurves:
                 for key in ("step", "tokens", "loss", "bpc")}
 
     train, val = columns("train"), columns("val")
-    ratio = _chars_per_token(folder)
-    if np.isfinite(val["bpc"]).any() and ratio:
-        train["bpc"] = train["loss"] / math.log(2) / ratio
+    split = _train_split(folder)
+    if np.isfinite(val["bpc"]).any() and split:
+        tokens, chars = split
+        train["bpc"] = bits_per_char(train["loss"] * tokens, chars)
     name = name or folder.name
     if any("accuracy" in r for r in rows if r.get("split") == "val"):  # a masked LM's loss is on masked tokens
         name += " (masked tokens)"
@@ -127,10 +75,8 @@ def focus(runs: list[RunCurves], metric: str) -> tuple[float, float] | None:
     return float(flat.min() - pad), float(flat.max() + pad)
 
 
-def curves_picture(runs: list[RunCurves], title: str) -> Picture:
-    """Loss and bits per character against optimizer steps and against training tokens, a colour per run."""
-    from sokhan.inspect.picture import XY, Picture, Series
-
+def curves_picture(runs: list[RunCurves], title: str, against: tuple[str, ...] = ("step", "tokens")) -> Picture:
+    """Loss and bits per character against optimizer steps and (or) training tokens, a colour per run."""
     palette = [f"C{i % 10}" for i in range(len(runs))]
 
     def panel(metric: str, x: str, y_name: str) -> XY:
@@ -148,10 +94,11 @@ def curves_picture(runs: list[RunCurves], title: str) -> Picture:
                           f"{'steps' if x == 'step' else 'tokens'}", x_name, y_name, y_range=focus(runs, metric))
 
     nats = "cross-entropy (nats / token)"
-    panels = [panel("loss", "step", nats), panel("loss", "tokens", nats)]
+    panels = [panel("loss", x, nats) for x in against]
     if any(np.isfinite(r.val["bpc"]).any() for r in runs):
-        panels += [panel("bpc", "step", "bits per character"), panel("bpc", "tokens", "bits per character")]
-    return Picture("curves", title, panels, columns=2, panel_size=(6.4, 4.4))
+        panels += [panel("bpc", x, "bits per character") for x in against]
+    return Picture("curves", title, panels, columns=len(against) if len(panels) > 2 else len(panels),
+                   panel_size=(6.4, 4.4))
 
 
 def unique_names(paths: list[Path]) -> list[str]:
@@ -177,4 +124,11 @@ def plot_curves(runs: list[str | Path], out_dir: str | Path) -> Picture:
                        "train split's characters-per-token)" if any(np.isfinite(c.train["bpc"]).any() for c in curves) \
         else "solid: training batches; dashed with dots: validation"
     picture.extra["runs"] = curves
-    return picture.save(out_dir)
+    return save_picture(picture, out_dir)
+
+
+def draw_loss_curve(run_dir: Path) -> None:
+    """A run's own loss.png (and loss.html): loss and bits/char against steps, redrawn at every checkpoint."""
+    picture = curves_picture([read_run(run_dir)], f"{run_dir.name}: training curve", against=("step",))
+    picture.name = "loss"
+    save_picture(picture, run_dir)

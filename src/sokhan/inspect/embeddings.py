@@ -9,15 +9,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
+from sokhan.data.shards import TokenData
 from sokhan.errors import SokhanError
-
-if TYPE_CHECKING:
-    from sokhan.api import LanguageModel
-    from sokhan.inspect.picture import Picture
+from sokhan.inspect.picture import XY, Picture, Series
+from sokhan.inspect.render import model_name, token_texts
+from sokhan.inspect.save import save_picture
+from sokhan.models.trained import TrainedModel
 
 
 @dataclass
@@ -30,12 +30,12 @@ class EmbeddingMap:
     data: Path | None             # the data folder the counts come from
 
 
-def embedding_matrix(lm: LanguageModel) -> np.ndarray:
-    embed = getattr(lm.model, "embed", None)
-    if embed is None:
+def embedding_matrix(lm: TrainedModel) -> np.ndarray:
+    weight = lm.model.input_embeddings()
+    if weight is None:
         raise SokhanError(f"{lm.path} is a '{lm.family}' model: it has no token embeddings (an n-gram counts "
                           f"token sequences)")
-    return embed.weight.detach().double().cpu().numpy()
+    return weight.detach().double().cpu().numpy()
 
 
 def pca_2d(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -46,7 +46,7 @@ def pca_2d(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return centred @ vt[:2].T, variance[:2] / max(variance.sum(), 1e-30)
 
 
-def find_data(lm: LanguageModel) -> Path | None:
+def find_data(lm: TrainedModel) -> Path | None:
     """The run's prepared data folder (config train.data), tried as given, then next to the run's ancestors."""
     data = (lm.config.get("train") or {}).get("data")
     if not isinstance(data, str) or not data:
@@ -56,10 +56,8 @@ def find_data(lm: LanguageModel) -> Path | None:
     return next((c for c in candidates if (c / "meta.json").is_file() and (c / "train.bin").is_file()), None)
 
 
-def token_counts(lm: LanguageModel) -> tuple[np.ndarray | None, Path | None]:
+def token_counts(lm: TrainedModel) -> tuple[np.ndarray | None, Path | None]:
     """How often each id occurs in the run's train.bin; (None, None) if it is not there or not this tokenizer's."""
-    from sokhan.data.shards import TokenData
-
     folder = find_data(lm)
     if folder is None:
         return None, None
@@ -74,9 +72,7 @@ def token_counts(lm: LanguageModel) -> tuple[np.ndarray | None, Path | None]:
     return np.bincount(np.asarray(data.tokens), minlength=vocab)[:vocab], folder
 
 
-def embedding_map(lm: LanguageModel, top: int = 40) -> EmbeddingMap:
-    from sokhan.inspect.render import token_texts
-
+def embedding_map(lm: TrainedModel, top: int = 40) -> EmbeddingMap:
     if top < 1:
         raise SokhanError("--top must be ≥ 1")
     matrix = embedding_matrix(lm)
@@ -91,8 +87,6 @@ def embedding_map(lm: LanguageModel, top: int = 40) -> EmbeddingMap:
 
 
 def embeddings_picture(emb: EmbeddingMap, title: str) -> Picture:
-    from sokhan.inspect.picture import XY, Picture, Series
-
     def hover(i: int) -> str:
         return f"{emb.tokens[i]} (id {i}" + (f", {int(emb.counts[i]):,}× in train)" if emb.counts is not None else ")")
 
@@ -108,10 +102,8 @@ def embeddings_picture(emb: EmbeddingMap, title: str) -> Picture:
     return Picture("embeddings", title, [panel], columns=1, panel_size=(10.0, 8.0))
 
 
-def plot_embeddings(lm: LanguageModel, out_dir: str | Path, top: int = 40) -> Picture:
+def plot_embeddings(lm: TrainedModel, out_dir: str | Path, top: int = 40) -> Picture:
     """PCA of `lm`'s token embedding matrix, the `top` most frequent tokens named; embeddings.png/.html."""
-    from sokhan.inspect.render import model_name
-
     emb = embedding_map(lm, top)
     vocab, dims = len(emb.tokens), embedding_matrix(lm).shape[1]
     picture = embeddings_picture(emb, f"Token embeddings of {model_name(lm.path)} ({lm.family}, {vocab:,} tokens × "
@@ -120,4 +112,4 @@ def plot_embeddings(lm: LanguageModel, out_dir: str | Path, top: int = 40) -> Pi
     picture.subtitle = (f"named: the {named} most frequent tokens in {emb.data}/train.bin" if emb.data
                         else f"named: the first {named} token ids (the run's data was not found)")
     picture.extra["embeddings"] = emb
-    return picture.save(out_dir)
+    return save_picture(picture, out_dir)

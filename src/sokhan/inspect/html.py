@@ -12,12 +12,9 @@ import json
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from sokhan.inspect.picture import Picture
 from sokhan.inspect.render import CSS_FONTS, is_rtl
-
-if TYPE_CHECKING:
-    from sokhan.inspect.picture import Picture
 
 DATA_ID = "sokhan-data"
 

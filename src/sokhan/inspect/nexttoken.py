@@ -10,17 +10,17 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
+from sokhan.device import model_device
 from sokhan.errors import SokhanError
-from sokhan.models import model_device
-
-if TYPE_CHECKING:
-    from sokhan.api import LanguageModel
-    from sokhan.inspect.picture import Picture
+from sokhan.inspect.picture import Bars, Picture, Tokens
+from sokhan.inspect.png import CHAR_INCHES, LINE_INCHES
+from sokhan.inspect.render import is_rtl, model_name, shorten, token_texts
+from sokhan.inspect.save import save_picture
+from sokhan.models.trained import TrainedModel
 
 
 @dataclass
@@ -33,26 +33,24 @@ class NextToken:
 
 
 @torch.inference_mode()
-def next_token_view(lm: LanguageModel, text: str, k: int = 10, max_tokens: int | None = None) -> NextToken:
+def next_token_view(lm: TrainedModel, text: str, k: int = 10, max_tokens: int | None = None) -> NextToken:
     """Run `lm` over `text` once: surprisal of every token and the top-k next tokens.
 
     A Transformer reads at most its context (block_size tokens; or `max_tokens`), so a long
     text keeps its end, whose continuation is the question.
     """
-    from sokhan.inspect.render import token_texts
-
     lm.require_causal("the next-token picture")
     if not text.strip():
         raise SokhanError("give a text to look at")
     if k < 1:
         raise SokhanError("--top-k must be ≥ 1")
     ids = lm.encode_prompt(text)
-    limit = lm.block_size if hasattr(lm.model, "blocks") else None  # recurrent and n-gram models read any length
+    limit = lm.block_size if lm.capabilities.windowed else None  # recurrent and n-gram models read any length
     if max_tokens:
         limit = min(limit or max_tokens, max_tokens)
     cut = max(0, len(ids) - limit) if limit else 0
     ids = ids[cut:]
-    logits = lm.model(torch.tensor([ids], device=model_device(lm.model)))[0][0].float()
+    logits = lm.model(torch.tensor([ids], device=model_device(lm.model))).logits[0].float()
     logp = torch.log_softmax(logits, dim=-1).cpu()
     surprisal = np.full(len(ids), np.nan)
     if len(ids) > 1:
@@ -64,9 +62,6 @@ def next_token_view(lm: LanguageModel, text: str, k: int = 10, max_tokens: int |
 
 
 def next_token_picture(view: NextToken, title: str, rtl: bool) -> Picture:
-    from sokhan.inspect.picture import Bars, Picture, Tokens
-    from sokhan.inspect.png import CHAR_INCHES, LINE_INCHES
-
     k = len(view.top)
     finite = view.surprisal[np.isfinite(view.surprisal)]
     mean = f"mean {finite.mean():.2f} bits per token" if finite.size else "no token has a context"
@@ -83,14 +78,12 @@ def next_token_picture(view: NextToken, title: str, rtl: bool) -> Picture:
     return Picture("next", title, panels, columns=1, panel_size=(width, heights[0]), row_heights=heights)
 
 
-def plot_next_token(lm: LanguageModel, text: str, out_dir: str | Path, k: int = 10,
+def plot_next_token(lm: TrainedModel, text: str, out_dir: str | Path, k: int = 10,
                     max_tokens: int | None = None) -> Picture:
     """Top-k next tokens (bars) and per-token surprisal (coloured tokens), saved as next.png/.html."""
-    from sokhan.inspect.render import is_rtl, model_name, shorten
-
     view = next_token_view(lm, text, k, max_tokens)
     cut = f" — its last {len(view.ids)} tokens" if view.cut else ""
     picture = next_token_picture(view, f"Next token under {model_name(lm.path)} ({lm.family})", is_rtl(text))
     picture.subtitle = f"«{shorten(text)}»{cut}"
     picture.extra["view"] = view
-    return picture.save(out_dir)
+    return save_picture(picture, out_dir)

@@ -1,9 +1,10 @@
 """A picture as data: panels (heatmap, bars, token row, x–y plot) that both renderers draw.
 
-Every `sokhan inspect` view builds one `Picture`; `save` draws it twice from the same
-numbers, as a PNG (matplotlib, `png.py`) and as a standalone HTML page (inline SVG built
-by a small script from the embedded JSON, `html.py`). What the pictures show is therefore
-exactly what the Python object holds, which is what the tests compare with the model.
+Every picture sokhan makes (the `sokhan inspect` views, a run's loss curve, the
+leaderboard) is one `Picture`; `save_picture` (`save.py`) draws it twice from the same
+numbers, as a PNG (matplotlib, `png.py`) and as a standalone HTML page (drawn by the
+shared script `view.js` from the embedded JSON, `html.py`). What the pictures show is
+therefore exactly what the Python object holds, which is what the tests compare with the model.
 """
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib import colormaps
+from matplotlib.colors import to_hex
 
 
 def colour_stops(cmap: str, n: int = 17) -> list[list[int]]:
     """A matplotlib colour map sampled as RGB stops, so the HTML page colours cells as the PNG does."""
-    from matplotlib import colormaps
-
     rgba = colormaps[cmap](np.linspace(0.0, 1.0, n))
     return [[round(c * 255) for c in row[:3]] for row in rgba]
 
@@ -149,11 +150,7 @@ class Series:
 
 
 def _hex(color: str | None) -> str | None:
-    if color is None:
-        return None
-    from matplotlib.colors import to_hex
-
-    return to_hex(color)
+    return None if color is None else to_hex(color)
 
 
 @dataclass
@@ -190,7 +187,7 @@ class Picture:
     subtitle: str = ""               # e.g. the text the model read
     panel_size: tuple[float, float] = (5.0, 4.2)  # inches per panel in the PNG
     row_heights: list[float] | None = None        # inches per row of panels, when rows differ
-    png: Path | None = None
+    png: Path | None = None                       # where `save_picture` wrote the files
     html: Path | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # figures a caller may want (not drawn)
 
@@ -198,14 +195,3 @@ class Picture:
         w, h = self.panel_size
         return {"title": self.title, "subtitle": self.subtitle, "columns": self.columns,
                 "panel_px": [round(w * 90), round(h * 90)], "panels": [p.json() for p in self.panels]}
-
-    def save(self, out_dir: str | Path) -> Picture:
-        """Write `out_dir/NAME.png` and `out_dir/NAME.html` (the folder is created) and remember their paths."""
-        from sokhan.inspect.html import write_html
-        from sokhan.inspect.png import write_png
-
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        self.png = write_png(self, out / f"{self.name}.png")
-        self.html = write_html(self, out / f"{self.name}.html")
-        return self

@@ -1,4 +1,8 @@
-"""Draw a `Picture` with matplotlib (Agg, no display), Persian labels shaped by `render.display`."""
+"""Draw a `Picture` with matplotlib, Persian labels shaped by `render.display`.
+
+Figures are made with `matplotlib.figure.Figure`, not pyplot: no global figure state and no
+GUI backend, so pictures can be drawn from any thread (the server's) and saved with Agg.
+"""
 
 from __future__ import annotations
 
@@ -6,20 +10,17 @@ import math
 from pathlib import Path
 
 import matplotlib
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.axes import Axes
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch, Rectangle
+from matplotlib.ticker import EngFormatter
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib import colormaps  # noqa: E402
-from matplotlib.axes import Axes  # noqa: E402
-from matplotlib.cm import ScalarMappable  # noqa: E402
-from matplotlib.colors import Normalize  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.patches import Patch, Rectangle  # noqa: E402
-from matplotlib.ticker import EngFormatter  # noqa: E402
-
-from sokhan.inspect.picture import XY, Bars, Heatmap, Picture, Tokens  # noqa: E402
-from sokhan.inspect.render import display, font_family  # noqa: E402
+from sokhan.inspect.picture import XY, Bars, Heatmap, Picture, Tokens
+from sokhan.inspect.render import display, font_family
 
 DPI = 110
 MASK_STYLE = dict(facecolor="#e6e6e6", edgecolor="#a0a0a0", hatch="///", linewidth=0)
@@ -148,10 +149,10 @@ def write_png(picture: Picture, path: str | Path) -> Path:
     cols = max(1, min(picture.columns, len(picture.panels)))
     rows = math.ceil(len(picture.panels) / cols)
     w, h = picture.panel_size
-    with plt.rc_context({"font.family": font_family(), "axes.unicode_minus": False}):
+    with matplotlib.rc_context({"font.family": font_family(), "axes.unicode_minus": False}):
         heights = picture.row_heights or [h] * rows
-        fig, axes = plt.subplots(rows, cols, figsize=(w * cols, sum(heights) + 0.6), dpi=DPI, squeeze=False,
-                                 layout="constrained", gridspec_kw={"height_ratios": heights})
+        fig = Figure(figsize=(w * cols, sum(heights) + 0.6), dpi=DPI, layout="constrained")
+        axes = fig.subplots(rows, cols, squeeze=False, gridspec_kw={"height_ratios": heights})
         any_masked = False
         # A grid of like heatmaps (attention heads) names its axes once, on the outer panels.
         alike = len({(p.row_name, p.col_name) for p in picture.panels if isinstance(p, Heatmap)}) == 1 and \
@@ -175,5 +176,4 @@ def write_png(picture: Picture, path: str | Path) -> Path:
         if any_masked:
             fig.legend(handles=[Patch(label=mask_label, **MASK_STYLE)], loc="outside lower right", fontsize=8)
         fig.savefig(path)
-        plt.close(fig)
     return Path(path)

@@ -12,15 +12,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from sokhan.errors import SokhanError
-
-if TYPE_CHECKING:
-    from sokhan.api import LanguageModel
-    from sokhan.inspect.picture import Picture
+from sokhan.inspect.picture import XY, Heatmap, Picture, Series
+from sokhan.inspect.render import model_name
+from sokhan.inspect.save import save_picture
+from sokhan.models.trained import TrainedModel
 
 
 @dataclass
@@ -36,12 +35,10 @@ def _cosine(vectors: np.ndarray) -> np.ndarray:
     return unit @ unit.T
 
 
-def positional_encoding(lm: LanguageModel) -> Positions:
+def positional_encoding(lm: TrainedModel) -> Positions:
     """The model's own positional encoding, read from its weights and buffers (nothing recomputed)."""
     model = lm.model
-    if not hasattr(model, "blocks"):
-        raise SokhanError(f"{lm.path} is a '{lm.family}' model: only Transformers (gpt, bert) have a positional "
-                          f"encoding (a recurrent model or an n-gram knows order by reading in sequence)")
+    lm.require_attention("a positional encoding (a recurrent model or an n-gram knows order by reading in sequence)")
     kind = model.config.positional
     if kind == "none":
         raise SokhanError(f"{lm.path} was trained with positional='none': it has no positional encoding to show")
@@ -66,8 +63,6 @@ def _some(count: int, even: bool) -> list[int]:
 
 
 def positions_picture(pos: Positions, title: str) -> Picture:
-    from sokhan.inspect.picture import XY, Heatmap, Picture, Series
-
     n, dims = pos.matrix.shape
     places = [str(i) for i in range(n)]
     limit = float(np.abs(pos.matrix).max()) or 1.0
@@ -100,14 +95,12 @@ def positions_picture(pos: Positions, title: str) -> Picture:
     return Picture("positions", title, panels, columns=2, panel_size=(5.6, 4.6))
 
 
-def plot_positions(lm: LanguageModel, out_dir: str | Path) -> Picture:
+def plot_positions(lm: TrainedModel, out_dir: str | Path) -> Picture:
     """The positional encoding of `lm` as positions.png/.html in `out_dir`."""
-    from sokhan.inspect.render import model_name
-
     pos = positional_encoding(lm)
     n, dims = pos.matrix.shape
     title = f"Positional encoding of {model_name(lm.path)} ({lm.family}, {pos.kind}, {n} positions × {dims} " \
             f"{'dimension pairs per head' if pos.kind == 'rope' else 'dimensions'})"
     picture = positions_picture(pos, title)
     picture.extra["positions"] = pos
-    return picture.save(out_dir)
+    return save_picture(picture, out_dir)

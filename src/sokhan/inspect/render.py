@@ -14,13 +14,13 @@ import functools
 import unicodedata
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import arabic_reshaper
 from bidi.algorithm import get_display
+from matplotlib import font_manager, ft2font
 
-if TYPE_CHECKING:
-    from sokhan.text.tokenizers import Tokenizer
+from sokhan.models.checkpoint import run_folder
+from sokhan.text.tokenizers import Tokenizer
 
 # Fonts with Arabic-script glyphs, best first; DejaVu Sans ships with matplotlib and covers the
 # presentation forms, so the list always ends with a font that is there.
@@ -110,8 +110,6 @@ def matplotlib_lays_out_text() -> bool:
     Such a matplotlib must get the logical text: shaping it first would make it reverse the
     line a second time and join letters that are already joined.
     """
-    from matplotlib import ft2font
-
     return bool(getattr(ft2font, "__libraqm_version__", None))
 
 
@@ -122,8 +120,6 @@ def display(text: str) -> str:
 
 def font_family() -> list[str]:
     """Matplotlib's font list: an installed Persian font if any, then DejaVu Sans (glyph-by-glyph fallback)."""
-    from matplotlib import font_manager
-
     names = {f.name for f in font_manager.fontManager.ttflist}
     return [name for name in PERSIAN_FONTS if name in names][:1] + [FALLBACK_FONT]
 
@@ -136,5 +132,4 @@ def shorten(text: str, most: int = 90) -> str:
 
 def model_name(path: str | Path) -> str:
     """The run's folder name for titles (a checkpoint folder names its run, not `step-…`)."""
-    p = Path(path)
-    return p.parent.parent.name if p.parent.name == "checkpoints" else p.name
+    return run_folder(path).name

@@ -1,28 +1,24 @@
-"""Model families, built from a `ModelConfig` by name: one module per family, all read one config."""
+"""Model families, built from a `ModelConfig` by name: one module per family, all reading one config.
+
+Every family follows the protocol of `sokhan.models.protocol` (a named `ModelOutput`, declared
+`Capabilities`); DEVELOPERS.md has the checklist for adding one.
+"""
 
 from __future__ import annotations
 
-import itertools
-
-import torch
 from torch import nn
 
+from sokhan.config import ModelConfig
 from sokhan.errors import SokhanError
 from sokhan.models.bert import BERT
-from sokhan.models.config import ModelConfig, preset
 from sokhan.models.gpt import GPT
 from sokhan.models.ngram import NGramLM
+from sokhan.models.protocol import Capabilities, FamilyModel, ModelOutput
 from sokhan.models.recurrent import RecurrentLM
 
+# The names are ModelConfig's `family` choices (sokhan.config.model.FAMILIES), in the same order.
 FAMILIES: dict[str, type[nn.Module]] = {"gpt": GPT, "bert": BERT, "rnn": RecurrentLM, "lstm": RecurrentLM,
                                         "gru": RecurrentLM, "ngram": NGramLM}
-
-
-def model_device(model: nn.Module) -> torch.device:
-    """Where a model lives: its first parameter's device, or its first buffer's (n-grams have no parameters)."""
-    for t in itertools.chain(model.parameters(), model.buffers()):
-        return t.device
-    return torch.device("cpu")
 
 
 def build_model(cfg: ModelConfig) -> nn.Module:
@@ -31,4 +27,5 @@ def build_model(cfg: ModelConfig) -> nn.Module:
     return FAMILIES[cfg.family](cfg)
 
 
-__all__ = ["GPT", "BERT", "NGramLM", "RecurrentLM", "ModelConfig", "build_model", "preset", "FAMILIES", "model_device"]
+__all__ = ["BERT", "FAMILIES", "GPT", "Capabilities", "FamilyModel", "ModelConfig", "ModelOutput", "NGramLM",
+           "RecurrentLM", "build_model"]

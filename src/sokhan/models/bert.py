@@ -17,13 +17,15 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from sokhan.models.gpt import IGNORE_INDEX, TransformerLM
+from sokhan.constants import IGNORE_INDEX
+from sokhan.models.gpt import TransformerLM
+from sokhan.models.protocol import Capabilities
 
 
 class BERT(TransformerLM):
     """Encoder-only: every real token sees every other; the loss counts masked positions only."""
 
-    causal: ClassVar[bool] = False
+    capabilities: ClassVar[Capabilities] = Capabilities(causal=False, attention=True)
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Mean cross-entropy over the masked positions (targets ≠ IGNORE_INDEX).

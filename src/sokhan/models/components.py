@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sokhan.models.config import ModelConfig
+from sokhan.config import ModelConfig
 
 
 class TokenEmbedding(nn.Module):
@@ -167,10 +167,11 @@ class MultiHeadAttention(nn.Module):
         self.dropout, self.attention_dropout = cfg.dropout, cfg.attention_dropout
         self.explicit = cfg.attention == "explicit"
 
-    def forward(self, x: torch.Tensor, padding: torch.Tensor | None = None,
+    def forward(self, x: torch.Tensor, *, padding: torch.Tensor | None = None,
                 rope: tuple[torch.Tensor, torch.Tensor] | None = None,
                 cache: KVCache | None = None, layer: int = 0, need_weights: bool = False,
                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(output, attention weights or None). `layer` says which of the cache's layers is this one's."""
         b, t, c = x.shape
         qkv = self.qkv(x).view(b, t, 3, self.n_head, self.head_size).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
@@ -246,13 +247,14 @@ class TransformerBlock(nn.Module):
         self.attn = MultiHeadAttention(cfg, causal)
         self.ffn = FeedForward(cfg)
 
-    def forward(self, x: torch.Tensor, padding: torch.Tensor | None = None,
+    def forward(self, x: torch.Tensor, *, padding: torch.Tensor | None = None,
                 rope: tuple[torch.Tensor, torch.Tensor] | None = None, cache: KVCache | None = None,
                 layer: int = 0, need_weights: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         if self.prenorm:
-            a, weights = self.attn(self.attn_norm(x), padding, rope, cache, layer, need_weights)
+            a, weights = self.attn(self.attn_norm(x), padding=padding, rope=rope, cache=cache, layer=layer,
+                                   need_weights=need_weights)
             x = x + a
             return x + self.ffn(self.ffn_norm(x)), weights
-        a, weights = self.attn(x, padding, rope, cache, layer, need_weights)
+        a, weights = self.attn(x, padding=padding, rope=rope, cache=cache, layer=layer, need_weights=need_weights)
         x = self.attn_norm(x + a)
         return self.ffn_norm(x + self.ffn(x)), weights

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sokhan.config import ModelConfig
+from sokhan.constants import IGNORE_INDEX
 from sokhan.models.components import (
     KVCache,
     LearnedPositionalEmbedding,
@@ -27,20 +29,18 @@ from sokhan.models.components import (
     dropout,
     make_norm,
 )
-from sokhan.models.config import ModelConfig
-
-IGNORE_INDEX = -100  # targets with this id add nothing to the loss (padding, prompt tokens, unmasked tokens)
+from sokhan.models.protocol import Capabilities, ModelOutput
 
 
 class TransformerLM(nn.Module):
-    """A stack of Transformer blocks with a token-predicting head; subclasses set `causal`.
+    """A stack of Transformer blocks with a token-predicting head; a subclass's `capabilities` say if it is causal.
 
     Every position gets logits over the vocabulary; the loss is cross-entropy against
     `targets`, skipping IGNORE_INDEX. What the targets mean (the next token, or the
     original token under a mask) is the family's task, not the stack's.
     """
 
-    causal: ClassVar[bool] = True
+    capabilities: ClassVar[Capabilities]
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -52,7 +52,8 @@ class TransformerLM(nn.Module):
             "rope": lambda: None, "none": lambda: None,
         }[cfg.positional]()
         self.rope = RotaryEmbedding(cfg.head_size, cfg.block_size, cfg.rope_base) if cfg.positional == "rope" else None
-        self.blocks = nn.ModuleList(TransformerBlock(cfg, causal=self.causal) for _ in range(cfg.n_layer))
+        self.blocks = nn.ModuleList(TransformerBlock(cfg, causal=self.capabilities.causal)
+                                    for _ in range(cfg.n_layer))
         # Post-norm blocks already end in a norm; pre-norm needs one before the final linear.
         self.final_norm = make_norm(cfg) if cfg.prenorm else nn.Identity()
         self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)  # §3.4 final linear
@@ -78,16 +79,18 @@ class TransformerLM(nn.Module):
             n -= self.positions.weight.numel()
         return n
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
+    def input_embeddings(self) -> torch.Tensor:
+        return self.embed.weight
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, *,
                 padding: torch.Tensor | None = None, cache: KVCache | None = None,
-                need_weights: bool = False, last_only: bool = False,
-                ) -> tuple[torch.Tensor, torch.Tensor | None, list[torch.Tensor] | None]:
-        """Return (logits, loss, attention weights per layer).
+                need_weights: bool = False, last_only: bool = False) -> ModelOutput:
+        """Logits, loss and (need_weights) the attention weights of every layer; see `models/protocol.py`.
 
         idx: (B, T) token ids; targets: (B, T) ids to predict or IGNORE_INDEX; padding:
         (B, T_total) 1 for real tokens; cache: continue after the tokens it holds (causal only).
         """
-        if cache is not None and not self.causal:
+        if cache is not None and not self.capabilities.causal:
             # A cache reuses keys/values of earlier tokens, valid only if they never see later ones.
             raise ValueError(f"{type(self).__name__} attends in both directions; it cannot use a KV cache")
         offset = cache.length if cache is not None else 0
@@ -101,7 +104,7 @@ class TransformerLM(nn.Module):
         rope = self.rope(offset, t) if self.rope is not None else None
         attentions = [] if need_weights else None
         for i, block in enumerate(self.blocks):
-            x, w = block(x, padding, rope, cache, i, need_weights)
+            x, w = block(x, padding=padding, rope=rope, cache=cache, layer=i, need_weights=need_weights)
             if attentions is not None:
                 attentions.append(w)
         if cache is not None:
@@ -110,7 +113,7 @@ class TransformerLM(nn.Module):
             x = x[:, -1:]
         logits = self.lm_head(self.final_norm(x))
         loss = self.loss(logits, targets) if targets is not None else None
-        return logits, loss, attentions
+        return ModelOutput(logits, loss, attentions)
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Mean cross-entropy over the targets that are not IGNORE_INDEX."""
@@ -120,9 +123,10 @@ class TransformerLM(nn.Module):
 class GPT(TransformerLM):
     """Decoder-only: each position sees itself and the past, and predicts the next token."""
 
-    causal: ClassVar[bool] = True
+    capabilities: ClassVar[Capabilities] = Capabilities(causal=True, attention=True)
 
     def new_cache(self, batch: int, max_len: int | None = None) -> KVCache:
+        """An empty KV cache for `batch` rows, room for `max_len` tokens (default: the whole context)."""
         p = self.lm_head.weight
         cfg = self.config
         return KVCache(cfg.n_layer, batch, cfg.n_head, max_len or cfg.block_size, cfg.head_size, p.device, p.dtype)

@@ -49,7 +49,7 @@ is exactly the mass the discounts removed, so every distribution sums to 1.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -57,10 +57,11 @@ import torch.nn.functional as F
 from numpy.lib.stride_tricks import sliding_window_view
 from torch import nn
 
+from sokhan.config import ModelConfig
+from sokhan.constants import IGNORE_INDEX
 from sokhan.errors import SokhanError
-from sokhan.models.config import ModelConfig
+from sokhan.models.protocol import Capabilities, ModelOutput
 
-IGNORE_INDEX = -100        # targets with this id add nothing to the loss, as in GPT.forward
 LOG_ZERO = -1e30           # forward's logit for probability 0: finite (generate_ids checks), exp() is exactly 0
 FALLBACK_DISCOUNTS = (0.5, 1.0, 1.5)  # KenLM's --discount_fallback: used where a formula divides by zero
 CHUNK = 1 << 20            # log_probs scores this many tokens at a time, to bound its memory
@@ -169,6 +170,8 @@ class NGramLM(nn.Module):
     Discounts, context totals and γ are derived from them on first use, so a checkpoint holds
     only what was counted and a loaded model scores exactly like the fitted one.
     """
+
+    capabilities: ClassVar[Capabilities] = Capabilities(causal=True, lookup=True)
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -394,15 +397,18 @@ class NGramLM(nn.Module):
 
     # ----------------------------------------------------------------------------- nn.Module face
 
-    def new_cache(self, batch: int, max_len: int | None = None) -> NGramCache:
-        """An empty cache for `batch` rows (`max_len` is accepted for GPT compatibility; only order−1 tokens are kept)."""
+    def new_cache(self, batch: int) -> NGramCache:
+        """An empty history for `batch` rows (only the last order−1 tokens are ever kept)."""
         return NGramCache(np.zeros((batch, 0), dtype=np.int64))
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
+    def input_embeddings(self) -> None:
+        """None: an n-gram model counts token sequences; it has no embedding to look at."""
+        return None
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, *,
                 padding: torch.Tensor | None = None, cache: NGramCache | None = None,
-                need_weights: bool = False, last_only: bool = False,
-                ) -> tuple[torch.Tensor, torch.Tensor | None, None]:
-        """Return (logits, loss, None) like `GPT.forward`.
+                need_weights: bool = False, last_only: bool = False) -> ModelOutput:
+        """Logits and loss, as `GPT.forward`.
 
         idx: (B, T) token ids. logits: (B, T, V) float32 log-probabilities of the next token
         after every position (only the last with `last_only`); softmax(logits) is the model's
@@ -444,7 +450,7 @@ class NGramLM(nn.Module):
                 targets = targets[:, -1:]
             loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten().to(logits.device),
                                    ignore_index=IGNORE_INDEX)
-        return logits, loss, None
+        return ModelOutput(logits, loss)
 
     def num_parameters(self) -> int:
         """The number of stored n-gram entries (all orders), the model's size on a leaderboard."""

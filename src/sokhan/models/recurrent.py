@@ -11,13 +11,15 @@ sampling — so it plays the part the KV cache plays for the Transformer, throug
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sokhan.models.config import ModelConfig
-from sokhan.models.gpt import IGNORE_INDEX
+from sokhan.config import ModelConfig
+from sokhan.constants import IGNORE_INDEX
+from sokhan.models.protocol import Capabilities, ModelOutput
 
 CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
@@ -40,7 +42,9 @@ class RecurrentState:
 
 
 class RecurrentLM(nn.Module):
-    carries_state = True  # scores a long text exactly by carrying the hidden state, no window needed
+    """An embedding, `n_layer` stacked cells of the config's family (rnn, lstm, gru), a final linear."""
+
+    capabilities: ClassVar[Capabilities] = Capabilities(causal=True, carries_state=True)
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -59,14 +63,17 @@ class RecurrentLM(nn.Module):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    def new_cache(self, batch: int, max_len: int | None = None) -> RecurrentState:
+    def input_embeddings(self) -> torch.Tensor:
+        return self.embed.weight
+
+    def new_cache(self, batch: int) -> RecurrentState:
+        """Zeros before the first token (the cell makes them, for any batch size)."""
         return RecurrentState()
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, *,
                 padding: torch.Tensor | None = None, cache: RecurrentState | None = None,
-                need_weights: bool = False, last_only: bool = False,
-                ) -> tuple[torch.Tensor, torch.Tensor | None, None]:
-        """Return (logits, loss, None), like `GPT.forward`.
+                need_weights: bool = False, last_only: bool = False) -> ModelOutput:
+        """Logits and loss, as `GPT.forward`; there are no attention weights to need.
 
         With `cache`, start from its hidden state and leave the new one there (not detached:
         the caller decides where backpropagation stops). `padding` is not supported: a
@@ -85,4 +92,4 @@ class RecurrentLM(nn.Module):
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX)
-        return logits, loss, None
+        return ModelOutput(logits, loss)

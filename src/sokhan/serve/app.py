@@ -36,6 +36,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import uvicorn
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
@@ -43,9 +44,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
 from sokhan.api import LanguageModel
+from sokhan.config import SampleConfig
 from sokhan.errors import SokhanError
-from sokhan.infer.sampling import SampleConfig, StreamStats
+from sokhan.infer.sampling import StreamStats
 from sokhan.inspect.attention import attention_maps
+from sokhan.models.checkpoint import run_folder
 from sokhan.serve.errors import APIError, install_handlers
 from sokhan.serve.schemas import (
     AttentionRequest,
@@ -65,8 +68,7 @@ INSPECT_MAX_CELLS = 1 << 18  # attention weights in one reply (layers × heads �
 
 def default_model_name(path: str | Path) -> str:
     """The folder's name; for a checkpoint inside a run (`run/checkpoints/step-…`), the run's."""
-    p = Path(path).resolve()
-    return p.parent.parent.name if p.parent.name == "checkpoints" else p.name
+    return run_folder(Path(path).resolve()).name
 
 
 def sse(data: dict | str) -> str:
@@ -154,20 +156,16 @@ class Server:
     # --- the inspector --------------------------------------------------------------------------
 
     @property
-    def has_attention(self) -> bool:
-        return hasattr(self.lm.model, "blocks")  # what `attention_maps` asks: a Transformer stack
-
-    @property
     def inspect_max_tokens(self) -> int:
         return min(INSPECT_MAX_TOKENS, self.lm.block_size)
 
     def inspect_info(self) -> dict:
         """What the page's Inspect view needs to know before asking (public, in /health)."""
         attention = None
-        if self.has_attention:
-            attention = {"layers": len(self.lm.model.blocks), "heads": self.lm.model.config.n_head,
+        if self.lm.capabilities.attention:
+            attention = {"layers": self.lm.model.config.n_layer, "heads": self.lm.model.config.n_head,
                          "max_tokens": self.inspect_max_tokens}
-        return {"family": self.lm.family, "attention": attention, "next_token": self.lm.family != "bert"}
+        return {"family": self.lm.family, "attention": attention, "next_token": self.lm.capabilities.causal}
 
     def attention_reply(self, lm: LanguageModel, text: str, layer: int | None) -> dict:
         """On the worker thread: the attention weights of `text`, as JSON (see the module's docstring)."""
@@ -359,11 +357,9 @@ def create_app(lm: LanguageModel, *, model_name: str | None = None, api_key: str
     @inspect.post("/next")
     async def inspect_next(request: Request) -> Response:
         req = NextTokenRequest.model_validate_json(await read_body(request, server.max_body_bytes))
-        try:
-            lm.require_causal("next-token probabilities")
-        except SokhanError:
+        if not lm.capabilities.causal:
             raise APIError(400, f"this server's model is a masked-LM encoder ({lm.family}), not a left-to-right "
-                           "model: it has no next token to predict", None, "unsupported_model_family") from None
+                           "model: it has no next token to predict", None, "unsupported_model_family")
         k = min(req.k, lm.model.config.vocab_size)
 
         def top(m: LanguageModel) -> dict:
@@ -401,8 +397,6 @@ def serve(lm: LanguageModel, host: str = "127.0.0.1", port: int = 8000, log_leve
     The socket is bound here rather than by uvicorn so that a taken port or a bad address is
     one SokhanError line (uvicorn would log it and exit the process).
     """
-    import uvicorn
-
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from sokhan.infer.chat import Message
+from sokhan.text.chat_template import Message
 
 # torch.Generator.manual_seed accepts exactly this range
 SEED_MIN, SEED_MAX = -(2**63), 2**64 - 1

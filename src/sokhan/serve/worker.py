@@ -26,7 +26,8 @@ from collections.abc import Callable
 from typing import Any
 
 from sokhan.api import LanguageModel
-from sokhan.infer.sampling import SampleConfig, StreamStats, stream_text
+from sokhan.config import SampleConfig
+from sokhan.infer.sampling import StreamStats, stream_text
 
 
 class Job:

@@ -38,11 +38,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass
 from functools import lru_cache
-from typing import ClassVar
 
-from sokhan.errors import SokhanError
+from sokhan.config import NormalizerConfig
 
 ZWNJ = "\u200c"
 DIGITS = {"persian": "۰۱۲۳۴۵۶۷۸۹", "arabic": "٠١٢٣٤٥٦٧٨٩", "latin": "0123456789"}
@@ -58,18 +56,6 @@ PERSIAN_LETTERS = "ءآأؤإئابپتثجچحخدذرزژسشصضطظعغفق�
 ARABIC_MARKS = "\u064b-\u065f\u0670"
 # The plural suffix and its possessive/indefinite forms, e.g. 'های', 'هایی', 'هایشان'.
 PLURAL = "ها(?:ی(?:ی|م|ت|ش|مان|تان|شان)?)?"
-
-
-@dataclass
-class NormalizerConfig:
-    section: ClassVar[str] = "normalize"
-    digits: str = "persian"          # "persian" (۰-۹) | "latin" (0-9) | "keep"
-    remove_diacritics: bool = False  # fatha…sukun, shadda, tanwin, superscript alef
-    join_affixes: bool = True        # 'می روم' → 'می‌روم', 'کتاب ها' → 'کتاب‌ها'
-
-    def __post_init__(self) -> None:
-        if self.digits not in ("persian", "latin", "keep"):
-            raise SokhanError(f"normalize digits must be persian, latin or keep, got '{self.digits}'")
 
 
 class PersianNormalizer:

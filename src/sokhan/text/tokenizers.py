@@ -26,8 +26,8 @@ from tokenizers import Tokenizer as HFTokenizer
 
 from sokhan.errors import SokhanError
 
-SPECIAL_TOKENS = ["<|pad|>", "<|bos|>", "<|eos|>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>",
-                  "<|mask|>"]
+MASK_TOKEN = "<|mask|>"  # what a masked LM sees in place of a hidden token (BERT's [MASK])
+SPECIAL_TOKENS = ["<|pad|>", "<|bos|>", "<|eos|>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>", MASK_TOKEN]
 ZWNJ = "\u200c"
 # Letters+marks+ZWNJ form words; numbers; runs of other symbols; whitespace (as in GPT-2).
 PERSIAN_PRETOKENIZE = (rf" ?[\p{{L}}\p{{M}}{ZWNJ}]+| ?\p{{N}}+| ?[^\s\p{{L}}\p{{M}}\p{{N}}{ZWNJ}]+"
@@ -47,6 +47,7 @@ class Tokenizer:
         self.pad_id = self.token_id("<|pad|>")
         self.bos_id = self.token_id("<|bos|>")
         self.eos_id = self.token_id("<|eos|>")
+        self.mask_id = self.token_id(MASK_TOKEN)
 
     @property
     def vocab_size(self) -> int:
@@ -61,6 +62,12 @@ class Tokenizer:
         if idx is None:
             raise SokhanError(f"unknown token {token!r}")
         return idx
+
+    def special_ids(self) -> list[int]:
+        """Ids that are markup, not text (bos, eos, pad, chat roles, the mask): never masked, never a fill."""
+        ids = {self.token_id(t) for t in SPECIAL_TOKENS}
+        ids |= {i for i, tok in self.hf.get_added_tokens_decoder().items() if tok.special}
+        return sorted(ids)
 
     def encode(self, text: str) -> list[int]:
         return self.hf.encode(text, add_special_tokens=False).ids

@@ -2,61 +2,33 @@
 
 AdamW + warmup/cosine, gradient accumulation and clipping, bf16 autocast on CUDA,
 optional torch.compile, periodic evaluation (loss and bits per character), metrics to
-JSONL and a loss-curve PNG, a rich progress bar, atomic checkpoints with everything
-needed to resume exactly, and Ctrl-C that saves before it stops.
+JSONL, a rich progress bar, atomic checkpoints with everything needed to resume exactly,
+and Ctrl-C that saves before it stops. What a batch is and how its loss is taken is the
+family's `Task` (`sokhan.train.tasks`); what else happens at a checkpoint (the recipes draw
+the loss curve) is the `on_save` hook's.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import nn
 
+from sokhan.config import TrainConfig
+from sokhan.device import autocast_for, resolve_device
 from sokhan.errors import SokhanError
-from sokhan.inspect.curves import plot_loss_curve
-from sokhan.train.checkpoint import load_trainer_state, load_weights, resolve_model_dir, save_checkpoint
+from sokhan.models.checkpoint import load_trainer_state, load_weights, resolve_model_dir, save_checkpoint
+from sokhan.train.metrics import MetricsLog
 from sokhan.train.optim import lr_at, make_optimizer
 from sokhan.train.tasks import Task
-
-
-@dataclass
-class TrainConfig:
-    section: ClassVar[str] = "train"
-
-    data: str = "runs/data/hafez"    # a folder written by `sokhan prepare`
-    out_dir: str = "runs/pretrain"   # the run folder: checkpoints/, metrics.jsonl, loss.png
-    preset: str = "small"            # model preset; any model option can be overridden too
-    batch_size: int = 16             # sequences per micro-batch
-    grad_accum: int = 1              # micro-batches per optimizer step
-    max_steps: int = 1000            # optimizer steps
-    lr_decay_steps: int = 0          # cosine reaches min_lr here; 0 = max_steps
-    max_time: float = 0.0            # wall-clock budget in seconds (0 = none); stops early, saves; the cosine follows it
-    lr: float = 1e-3                 # peak learning rate (AdamW)
-    min_lr: float = 1e-4             # learning rate at the end of the cosine
-    warmup_steps: int = 50           # linear warmup from 0 to lr
-    weight_decay: float = 0.1        # on matrices and embeddings only
-    beta1: float = 0.9
-    beta2: float = 0.99
-    grad_clip: float = 1.0           # 0 = off
-    eval_interval: int = 100         # evaluate val loss/bpc and save a checkpoint every N steps
-    eval_iters: int = 20             # batches per evaluation
-    log_interval: int = 10           # write a train row to metrics.jsonl every N steps
-    keep_checkpoints: int = 2        # how many recent checkpoints to keep
-    seed: int = 1337
-    device: str = "auto"             # auto | cpu | cuda | cuda:N | mps
-    dtype: str = "auto"              # auto (bf16 autocast on CUDA) | float32 | bfloat16
-    compile: bool = False            # torch.compile the model for training
-    resume: bool = False             # continue the run in out_dir exactly where it stopped
-    progress: bool = True            # show a progress bar (on a terminal)
 
 
 @dataclass
@@ -72,30 +44,17 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        return torch.device("cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise SokhanError(f"device '{name}' asked for, but CUDA is not available here")
-    return torch.device(name)
-
-
-def autocast_for(device: torch.device, dtype: str) -> contextlib.AbstractContextManager:
-    if dtype == "auto":
-        dtype = "bfloat16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "float32"
-    if dtype == "float32":
-        return contextlib.nullcontext()
-    if dtype == "bfloat16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    raise SokhanError(f"dtype must be auto, float32 or bfloat16, got '{dtype}'")
-
-
 class Trainer:
+    """Trains `model` on `task` as `cfg` says, writing checkpoints (config `run_config`, the tokenizer) to cfg.out_dir.
+
+    `on_save(run_dir)` runs after every checkpoint is written (the recipes draw the loss curve there).
+    """
+
     def __init__(self, model: nn.Module, task: Task, cfg: TrainConfig, run_config: dict[str, Any],
-                 tokenizer_json: str, console: Console | None = None):
+                 tokenizer_json: str, console: Console | None = None,
+                 on_save: Callable[[Path], None] | None = None):
         self.cfg, self.task, self.run_config, self.tokenizer_json = cfg, task, run_config, tokenizer_json
+        self.on_save = on_save
         self.console = console or Console(stderr=True)
         self.device = resolve_device(cfg.device)
         self.model = model.to(self.device)
@@ -116,8 +75,7 @@ class Trainer:
                  "torch_rng": torch.get_rng_state()}
         if self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
-        if hasattr(self.task, "state_dict"):
-            state["task"] = self.task.state_dict()
+        state["task"] = self.task.state_dict()
         return state
 
     def restore(self) -> None:
@@ -129,8 +87,7 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"])
         if "cuda_rng" in state and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["cuda_rng"], self.device)
-        if "task" in state and hasattr(self.task, "load_state_dict"):
-            self.task.load_state_dict(state["task"])
+        self.task.load_state_dict(state.get("task", {}))
         self.step, self.tokens, self.elapsed = int(state["step"]), int(state["tokens"]), float(state["elapsed"])
         self.console.print(f"resumed from {folder} at step {self.step}")
 
@@ -152,10 +109,7 @@ class Trainer:
             for _ in range(self.cfg.eval_iters):
                 batch = self.task.sample(split, rng)
                 with self.autocast:
-                    if hasattr(self.task, "metrics"):
-                        figures = self.task.metrics(self.model, batch)
-                    else:
-                        figures = {"loss": self.task.loss(self.model, batch).item()}
+                    figures = self.task.metrics(self.model, batch)
                 for name, value in figures.items():
                     sums[name] = sums.get(name, 0.0) + value
             out[split] = {name: total / self.cfg.eval_iters for name, total in sums.items()}
@@ -171,15 +125,8 @@ class Trainer:
         elif (self.run_dir / "checkpoints").exists():
             raise SokhanError(f"{self.run_dir} already has checkpoints; pass --resume to continue, or another --out-dir")
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        metrics_path = self.run_dir / "metrics.jsonl"
-        metrics = open(metrics_path, "a" if cfg.resume else "w", encoding="utf-8")
-        history: list[dict[str, Any]] = []
-
-        def log(row: dict[str, Any]) -> None:
-            history.append(row)
-            metrics.write(json.dumps(row) + "\n")
-            metrics.flush()
-
+        metrics = MetricsLog(self.run_dir, append=cfg.resume)
+        log = metrics.write
         train_model = torch.compile(self.model) if cfg.compile else self.model
         decay_steps = cfg.lr_decay_steps or cfg.max_steps
         self.model.train()
@@ -235,10 +182,11 @@ class Trainer:
         if saved_at != self.step:
             self._eval_and_save(log, result, evaluate=not result.interrupted)
         metrics.close()
-        result.step, result.tokens, result.elapsed, result.history = self.step, self.tokens, self.elapsed, history
+        result.step, result.tokens, result.elapsed, result.history = self.step, self.tokens, self.elapsed, metrics.rows
         return result
 
-    def _eval_and_save(self, log: Any, result: TrainResult, evaluate: bool = True) -> None:
+    def _eval_and_save(self, log: Callable[[dict[str, Any]], None], result: TrainResult,
+                       evaluate: bool = True) -> None:
         if evaluate:
             ev = self.evaluate()["val"]
             result.val_loss, result.val_bpc, result.val_metrics = ev["loss"], ev["bpc"], ev
@@ -247,4 +195,5 @@ class Trainer:
             bpc = f", {ev['bpc']:.3f} bits/char" if ev["bpc"] is not None else ""
             self.console.print(f"step {self.step}: val loss {ev['loss']:.4f}{bpc}{extra}")
         self.save()
-        plot_loss_curve(self.run_dir / "metrics.jsonl", self.run_dir / "loss.png", title=f"{self.run_dir.name}: loss")
+        if self.on_save is not None:
+            self.on_save(self.run_dir)

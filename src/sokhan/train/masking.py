@@ -21,30 +21,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from sokhan.constants import IGNORE_INDEX
 from sokhan.data.shards import TokenData
-from sokhan.errors import SokhanError
-from sokhan.models.gpt import IGNORE_INDEX
-from sokhan.text.tokenizers import SPECIAL_TOKENS, Tokenizer
+from sokhan.text.tokenizers import Tokenizer
+from sokhan.train.tasks import Task
 
-MASK_TOKEN = "<|mask|>"
 MASK_RATE = 0.15                       # the fraction of tokens chosen for prediction
 MASK_SHARE, RANDOM_SHARE = 0.8, 0.1    # of the chosen: to the mask token, to a random token; the rest unchanged
-
-
-def special_token_ids(tokenizer: Tokenizer) -> list[int]:
-    """Ids that are markup, not text (bos, eos, pad, chat roles, the mask): never masked, never a fill."""
-    ids = {tokenizer.token_id(t) for t in SPECIAL_TOKENS}
-    ids |= {i for i, tok in tokenizer.hf.get_added_tokens_decoder().items() if tok.special}
-    return sorted(ids)
-
-
-def mask_id_of(tokenizer: Tokenizer) -> int:
-    """The mask token's id; a `SokhanError` for a tokenizer made without one."""
-    idx = tokenizer.hf.token_to_id(MASK_TOKEN)
-    if idx is None:
-        raise SokhanError(f"the tokenizer has no {MASK_TOKEN} token, so it cannot train a masked LM; "
-                          f"prepare the data again with this sokhan")
-    return idx
 
 
 def mask_tokens(ids: torch.Tensor, mask_id: int, vocab_size: int, special_ids: torch.Tensor | Sequence[int],
@@ -76,10 +59,11 @@ def mask_tokens(ids: torch.Tensor, mask_id: int, vocab_size: int, special_ids: t
     return inputs.to(ids.device), targets.to(ids.device)
 
 
-class MaskedLMTask:
+class MaskedLMTask(Task):
     """Masked-token prediction on random windows of the prepared shards (the engine's Task).
 
-    A batch is (inputs, targets) from `mask_tokens`. Windows start anywhere, so one may begin
+    A batch is (inputs, targets) from `mask_tokens`. Its loss conditions on both sides, so it is
+    not a text likelihood: no bits per character (the `Task` default, None). Windows start anywhere, so one may begin
     or end mid-document and span a document boundary (bos/eos are in it, never masked), as in
     RoBERTa's FULL-SENTENCES packing; no padding is needed.
     """
@@ -87,8 +71,8 @@ class MaskedLMTask:
     def __init__(self, data_dir: str | Path, batch_size: int, block_size: int, device: torch.device | str,
                  rate: float = MASK_RATE):
         tokenizer = Tokenizer.load(Path(data_dir) / "tokenizer.json")
-        self.mask_id = mask_id_of(tokenizer)
-        self.special_ids = torch.tensor(special_token_ids(tokenizer))
+        self.mask_id = tokenizer.mask_id
+        self.special_ids = torch.tensor(tokenizer.special_ids())
         self.vocab_size = tokenizer.vocab_size
         self.splits = {s: TokenData(data_dir, s) for s in ("train", "val")}
         self.batch_size, self.block_size, self.device, self.rate = batch_size, block_size, torch.device(device), rate
@@ -105,19 +89,16 @@ class MaskedLMTask:
 
     def loss(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         inputs, targets = batch
-        return model(inputs, targets)[1]
+        return model(inputs, targets).loss
 
     def tokens_in(self, batch: tuple[torch.Tensor, torch.Tensor]) -> int:
         return batch[0].numel()
 
-    def bits_per_char(self, split: str, loss: float) -> float | None:
-        """None: a masked-token loss conditions on both sides, so it is not a text likelihood."""
-        return None
-
     def metrics(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, float]:
         """Loss and accuracy (the share of masked positions whose argmax is the original token)."""
         inputs, targets = batch
-        logits, loss, _ = model(inputs, targets)
+        out = model(inputs, targets)
+        logits, loss = out.logits, out.loss
         chosen = targets != IGNORE_INDEX
         correct = (logits.argmax(-1) == targets) & chosen
         return {"loss": loss.item(), "accuracy": (correct.sum() / chosen.sum().clamp(min=1)).item()}

@@ -1,13 +1,14 @@
-"""Training tasks: what a batch is and how a model's loss on it is computed.
+"""Training tasks: what a batch is and how a model's loss on it is taken; the one part of training a family owns.
 
-The engine is the same for every model family; a task is the only family-specific part
-(causal LM here; masked LM and translation add their own tasks later).
+The engine is the same for every family; each family's task is named in `TASKS`:
+next-token windows for the GPT, truncated BPTT for recurrent networks, dynamic masking for
+BERT (`masking.py`), packed conversations for chat fine-tuning (`sft.py`).
 """
 
 from __future__ import annotations
 
-import math
-from typing import Any, NamedTuple, Protocol
+from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -16,32 +17,52 @@ from torch import nn
 from sokhan.data.shards import TokenData
 from sokhan.errors import SokhanError
 from sokhan.models.recurrent import RecurrentState
+from sokhan.units import bits_per_char
 
 Batch = Any
 
 
-class Task(Protocol):
-    """What the engine asks of a family's task. Two optional methods widen it:
+class Task:
+    """What the engine asks of a family's task. A subclass defines `sample`, `loss` and `tokens_in`;
+    the rest have defaults it may widen:
 
-    * ``metrics(model, batch) -> dict[str, float]``: evaluation figures for one batch
-      (must include "loss"; e.g. masked-LM accuracy); default: the loss alone.
-    * ``state_dict() -> dict`` / ``load_state_dict(state)``: task state that must survive a
-      resume (e.g. the hidden state a recurrent model carries across batches).
+    * `bits_per_char(split, loss)`: the evaluation loss on the bits-per-character scale, or None
+      where the loss is not a text likelihood (masked tokens, a chat's replies);
+    * `metrics(model, batch)`: evaluation figures of one batch, "loss" among them (a masked LM
+      adds its accuracy);
+    * `state_dict()` / `load_state_dict(state)`: what a resume must restore beyond the data RNG
+      (the hidden state a recurrent model carries from batch to batch).
     """
 
-    def sample(self, split: str, generator: torch.Generator) -> Batch: ...
-    def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor: ...
-    def tokens_in(self, batch: Batch) -> int: ...
-    def bits_per_char(self, split: str, loss: float) -> float | None: ...
+    def sample(self, split: str, generator: torch.Generator) -> Batch:
+        raise NotImplementedError
+
+    def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        raise NotImplementedError
+
+    def tokens_in(self, batch: Batch) -> int:
+        raise NotImplementedError
+
+    def bits_per_char(self, split: str, loss: float) -> float | None:
+        return None
+
+    def metrics(self, model: nn.Module, batch: Batch) -> dict[str, float]:
+        return {"loss": self.loss(model, batch).item()}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Nothing to restore by default."""
 
 
-class CausalLMTask:
+class CausalLMTask(Task):
     """Next-token prediction on random windows of the prepared token shards (nanoGPT's sampler)."""
 
-    def __init__(self, data_dir: str, batch_size: int, block_size: int, device: torch.device):
+    def __init__(self, data_dir: str | Path, batch_size: int, block_size: int, device: torch.device):
         self.splits = {s: TokenData(data_dir, s) for s in ("train", "val")}
         self.batch_size, self.block_size, self.device = batch_size, block_size, device
-        for split, data in self.splits.items():  # fail now with a clear message, not at the first eval
+        for data in self.splits.values():  # fail now with a clear message, not at the first eval
             data.sample_batch(1, block_size, torch.Generator().manual_seed(0))
 
     def sample(self, split: str, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -49,15 +70,15 @@ class CausalLMTask:
 
     def loss(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         x, y = batch
-        return model(x, y)[1]
+        return model(x, y).loss
 
     def tokens_in(self, batch: tuple[torch.Tensor, torch.Tensor]) -> int:
         return batch[1].numel()
 
     def bits_per_char(self, split: str, loss: float) -> float:
-        """nats/token → bits/char with the split's own token and character counts."""
+        """Mean nats per token → bits per character, with the split's own token and character counts."""
         data = self.splits[split]
-        return loss / math.log(2) * data.num_tokens / data.num_chars
+        return bits_per_char(loss * data.num_tokens, data.num_chars)
 
 
 class StreamBatch(NamedTuple):
@@ -77,7 +98,7 @@ class StreamLMTask(CausalLMTask):
     Transformer's does.
     """
 
-    def __init__(self, data_dir: str, batch_size: int, block_size: int, device: torch.device):
+    def __init__(self, data_dir: str | Path, batch_size: int, block_size: int, device: torch.device):
         super().__init__(data_dir, batch_size, block_size, device)
         train = self.splits["train"]
         self.stripe = (train.num_tokens - 1) // batch_size
@@ -106,7 +127,7 @@ class StreamLMTask(CausalLMTask):
         if batch.fresh:
             self.carry = RecurrentState()
         self.carry.detach()
-        return model(batch.x, batch.y, cache=self.carry)[1]
+        return model(batch.x, batch.y, cache=self.carry).loss
 
     def state_dict(self) -> dict[str, Any]:
         hidden = self.carry.hidden

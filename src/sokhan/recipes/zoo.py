@@ -9,17 +9,15 @@ leaderboard of bits per character on the same held-out text, with its plot.
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from rich.console import Console
 
-from sokhan.data.prepare import PrepareConfig, prepare
-from sokhan.errors import SokhanError
-from sokhan.eval.leaderboard import RunSummary, markdown, plot, summarize, table
-from sokhan.train.engine import TrainConfig
-from sokhan.train.pretrain import pretrain
+from sokhan.config import PrepareConfig, TrainConfig, ZooConfig
+from sokhan.data.prepare import prepare
+from sokhan.eval.leaderboard import RunSummary, summarize, write_leaderboard
+from sokhan.recipes.pretrain import pretrain
 
 # One model per family and its training settings, every option spelled out (nothing inherited
 # from a preset). Sizes and learning rates were picked by a
@@ -38,30 +36,7 @@ RECIPES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
 }
 
 
-@dataclass
-class ZooConfig:
-    section: ClassVar[str] = "zoo"
-
-    out_dir: str = "runs/zoo"
-    source: str = "hafez,fatol-hafez"     # any `sokhan prepare` source
-    tokenizer: str = "char"               # char | bpe: the one tokenizer every family shares
-    vocab_size: int = 2048                # for bpe
-    budget: float = 120.0                 # seconds of training per neural family
-    families: list[str] = field(default_factory=lambda: ["rnn", "lstm", "gru", "gpt", "bert"])
-    orders: list[int] = field(default_factory=lambda: [2, 3, 4, 5, 6, 8])  # n-gram orders to count
-    block_size: int = 128                 # context / BPTT length, the same for every network
-    batch_size: int = 0                   # sequences per batch; 0 = each family's own (see RECIPES)
-    device: str = "auto"
-    seed: int = 1337
-    progress: bool = True
-
-
 def run_zoo(cfg: ZooConfig, console: Console) -> list[RunSummary]:
-    unknown = sorted(set(cfg.families) - set(RECIPES))
-    if unknown:
-        raise SokhanError(f"unknown zoo family {', '.join(unknown)}; choose from {', '.join(RECIPES)}")
-    if cfg.budget <= 0:
-        raise SokhanError("--budget must be a positive number of seconds")
     out = Path(cfg.out_dir)
     console.rule("[bold]prepare: the same text, the same tokenizer, for every family")
     data = prepare(PrepareConfig(source=cfg.source, out_dir=str(out / "data"), tokenizer=cfg.tokenizer,
@@ -90,12 +65,3 @@ def train_one(cfg: ZooConfig, data: Path, run_dir: Path, model: dict[str, Any], 
                             max_time=cfg.budget, lr=lr, min_lr=lr / 10, warmup_steps=50, eval_interval=500,
                             eval_iters=10, device=cfg.device, seed=cfg.seed, progress=cfg.progress, keep_checkpoints=1)
     return pretrain(train_cfg, dict(model, block_size=cfg.block_size), console).run_dir
-
-
-def write_leaderboard(summaries: list[RunSummary], out: Path, console: Console, title: str) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    wide = Console(file=console.file, width=max(console.width, 120), quiet=console.quiet)  # whole rows, even in a log
-    wide.print(table(summaries, title))
-    (out / "leaderboard.md").write_text(markdown(summaries), encoding="utf-8")
-    png = plot(summaries, out / "leaderboard.png", title)
-    console.print(f"table: {out / 'leaderboard.md'}   plot: {png}")

@@ -9,42 +9,21 @@ model that `sokhan chat` loads.
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import ClassVar
 
 from rich.console import Console
 from rich.panel import Panel
 
 from sokhan.api import LanguageModel
-from sokhan.data.prepare import PrepareConfig, prepare
+from sokhan.config import FINETUNE_DEFAULTS, DemoConfig, FinetuneConfig, PrepareConfig, TrainConfig
+from sokhan.data.prepare import prepare
 from sokhan.inspect import plot_attention, plot_next_token
-from sokhan.train.engine import TrainConfig
-from sokhan.train.finetune import FINETUNE_DEFAULTS, FinetuneConfig, finetune
-from sokhan.train.pretrain import pretrain
+from sokhan.recipes.finetune import finetune
+from sokhan.recipes.pretrain import pretrain
 
 PROMPTS = ["الا یا ایها الساقی", "دل", "صبا"]
 FIRST_LINE = "الا یا ایها الساقی ادر کاسا و ناولها"  # the Divan's opening line, drawn by `look_inside`
-
-
-@dataclass
-class DemoConfig:
-    section: ClassVar[str] = "demo"
-
-    out_dir: str = "runs/demo"
-    source: str = "hafez,fatol-hafez"
-    tokenizer: str = "bpe"
-    vocab_size: int = 2048
-    preset: str = "small"
-    steps: int = 2000           # ≈ 15 passes over Hafez; residual dropout 0.1 (the preset's) still helps here
-    max_time: float = 480.0     # seconds of training at most, so the demo fits in 10 minutes
-    batch_size: int = 16
-    lr: float = 2e-3
-    eval_interval: int = 250
-    chat_steps: int = 300        # supervised fine-tuning steps on the Persian dialogs (0: skip)
-    device: str = "auto"
-    seed: int = 1337
-    progress: bool = True
 
 
 def run_demo(cfg: DemoConfig, console: Console) -> Path:
@@ -53,14 +32,13 @@ def run_demo(cfg: DemoConfig, console: Console) -> Path:
     data_dir = prepare(PrepareConfig(source=cfg.source, out_dir=str(out / "data"), tokenizer=cfg.tokenizer,
                                      vocab_size=cfg.vocab_size, seed=cfg.seed), progress=cfg.progress)
     console.rule("[bold]2 · pretrain: a small GPT, on this machine's CPU")
-    train_cfg = TrainConfig(data=str(data_dir), out_dir=str(out / "pretrain"), preset=cfg.preset,
-                            max_steps=cfg.steps, max_time=cfg.max_time, batch_size=cfg.batch_size, lr=cfg.lr,
+    train_cfg = TrainConfig(data=str(data_dir), out_dir=str(out / "pretrain"), max_steps=cfg.steps, max_time=cfg.max_time, batch_size=cfg.batch_size, lr=cfg.lr,
                             min_lr=cfg.lr / 10, warmup_steps=min(100, max(1, cfg.steps // 10)),
                             eval_interval=cfg.eval_interval, device=cfg.device, seed=cfg.seed,
                             progress=cfg.progress, keep_checkpoints=1)
     if (out / "pretrain" / "checkpoints").exists():  # a fresh demo each time: never mix two runs
         shutil.rmtree(out / "pretrain")
-    result = pretrain(train_cfg, console=console)
+    result = pretrain(train_cfg, {"preset": cfg.preset}, console=console)
     console.rule("[bold]3 · sample: the model continues a few openings")
     lm = LanguageModel.load(result.run_dir, device=cfg.device)
     for i, prompt in enumerate(PROMPTS):

@@ -146,6 +146,15 @@ def resolve_model_dir(path: str | Path) -> Path:
     raise SokhanError(f"{p} is not a sokhan model (no {WEIGHTS} + {CONFIG}, nor checkpoints/{LATEST})")
 
 
+def run_folder(path: str | Path) -> Path:
+    """The run a model folder belongs to: `run/checkpoints/step-…` → `run`; any other folder is its own run.
+
+    Names in titles and the API, and the default place of `inspect/` pictures, come from here.
+    """
+    p = Path(path)
+    return p.parent.parent if p.parent.name == "checkpoints" else p
+
+
 def read_config(folder: str | Path) -> dict[str, Any]:
     path = Path(folder) / CONFIG
     try:

@@ -1,10 +1,10 @@
 """Recipe: pretrain a model of any family on a prepared data folder.
 
-A family is a model module plus its task (what a batch is and how the loss is taken):
-GPT → next-token windows; RNN/LSTM/GRU → truncated BPTT with the hidden state carried;
-BERT → dynamically masked windows. All three train on the one engine with the same
-checkpoints. An n-gram model is not trained by gradients: it is counted, in one pass, and
-saved through the same checkpoint code.
+A family is a model module plus its task (what a batch is and how the loss is taken, see
+`sokhan.train.TASKS`): GPT → next-token windows; RNN/LSTM/GRU → truncated BPTT with the
+hidden state carried; BERT → dynamically masked windows. All train on the one engine with
+the same checkpoints. A family that scores by lookup (the n-gram) is not trained by
+gradients: it is counted, in one pass, and saved through the same checkpoint code.
 """
 
 from __future__ import annotations
@@ -20,46 +20,38 @@ import torch
 from rich.console import Console
 from torch import nn
 
+from sokhan.config import ModelConfig, TrainConfig
 from sokhan.data.shards import TokenData, load_meta
+from sokhan.device import resolve_device
 from sokhan.errors import SokhanError
-from sokhan.eval.bpc import bits_per_char
-from sokhan.models import build_model, preset
-from sokhan.models.config import ModelConfig
-from sokhan.train.checkpoint import read_config, resolve_model_dir, save_checkpoint
-from sokhan.train.engine import TrainConfig, Trainer, TrainResult, resolve_device
-from sokhan.train.tasks import CausalLMTask, StreamLMTask, Task
+from sokhan.inspect.curves import draw_loss_curve
+from sokhan.models import build_model
+from sokhan.models.checkpoint import read_config, resolve_model_dir, save_checkpoint
+from sokhan.train import task_for
+from sokhan.train.engine import Trainer, TrainResult
+from sokhan.train.metrics import MetricsLog
+from sokhan.units import bits_per_char
 
 
-def model_config_for(cfg: TrainConfig, meta: dict[str, Any], overrides: dict[str, Any]) -> ModelConfig:
-    """On resume the checkpoint's model config wins; otherwise preset <- overrides, vocab from the data."""
+def model_config_for(cfg: TrainConfig, meta: dict[str, Any], values: dict[str, Any]) -> ModelConfig:
+    """On resume the checkpoint's model config wins; otherwise the preset (default small) <- values, the
+    vocabulary size from the data unless `values` sets it (never below the tokenizer's)."""
     if cfg.resume:
         return ModelConfig.from_dict(read_config(resolve_model_dir(cfg.out_dir))["model"])
-    overrides = {k: v for k, v in overrides.items() if v is not None}
-    if overrides.get("vocab_size", meta["vocab_size"]) < meta["vocab_size"]:
-        raise SokhanError(f"vocab_size {overrides['vocab_size']} is smaller than the tokenizer's {meta['vocab_size']}")
-    overrides.setdefault("vocab_size", meta["vocab_size"])
-    return preset(cfg.preset, **overrides)
+    values = {k: v for k, v in values.items() if v is not None}
+    if values.get("vocab_size", meta["vocab_size"]) < meta["vocab_size"]:
+        raise SokhanError(f"vocab_size {values['vocab_size']} is smaller than the tokenizer's {meta['vocab_size']}")
+    values.setdefault("vocab_size", meta["vocab_size"])
+    return ModelConfig.create(**values)
 
 
-def task_for(family: str, cfg: TrainConfig, block_size: int, device: torch.device) -> Task:
-    if family == "gpt":
-        return CausalLMTask(cfg.data, cfg.batch_size, block_size, device)
-    if family in ("rnn", "lstm", "gru"):
-        return StreamLMTask(cfg.data, cfg.batch_size, block_size, device)
-    if family == "bert":
-        from sokhan.train.masking import MaskedLMTask
-
-        return MaskedLMTask(cfg.data, cfg.batch_size, block_size, device)
-    raise SokhanError(f"family '{family}' is not trained by gradient descent")
-
-
-def pretrain(cfg: TrainConfig, model_overrides: dict[str, Any] | None = None,
-             console: Console | None = None) -> TrainResult:
+def pretrain(cfg: TrainConfig, model: dict[str, Any] | None = None, console: Console | None = None) -> TrainResult:
+    """Train (or count) the model that `model` describes (ModelConfig values; `preset` among them) as `cfg` says."""
     console = console or Console(stderr=True)
     meta = load_meta(cfg.data)
-    model_cfg = model_config_for(cfg, meta, model_overrides or {})
+    model_cfg = model_config_for(cfg, meta, model or {})
     torch.manual_seed(cfg.seed)  # the initial weights are part of the recipe too
-    model = build_model(model_cfg)
+    net = build_model(model_cfg)
     run_config = {
         "format": 1,
         "model": model_cfg.to_dict(),
@@ -68,13 +60,13 @@ def pretrain(cfg: TrainConfig, model_overrides: dict[str, Any] | None = None,
         "data": {"source": meta.get("source"), "tokenizer": meta["tokenizer"], "splits": meta["splits"]},
     }
     tokenizer_json = (Path(cfg.data) / "tokenizer.json").read_text(encoding="utf-8")
-    if model_cfg.family == "ngram":
-        return count_ngrams(model, cfg, run_config, tokenizer_json, console)
-    task = task_for(model_cfg.family, cfg, model_cfg.block_size, resolve_device(cfg.device))
+    if net.capabilities.lookup:
+        return count_ngrams(net, cfg, run_config, tokenizer_json, console)
+    task = task_for(model_cfg.family, cfg.data, cfg.batch_size, model_cfg.block_size, resolve_device(cfg.device))
     layers = f"{model_cfg.n_layer} layers, d_model {model_cfg.n_embd}"
-    console.print(f"model: {model_cfg.family}, {model.num_parameters() / 1e6:.2f}M parameters, {layers}, "
+    console.print(f"model: {model_cfg.family}, {net.num_parameters() / 1e6:.2f}M parameters, {layers}, "
                   f"context {model_cfg.block_size} tokens")
-    return Trainer(model, task, cfg, run_config, tokenizer_json, console).fit()
+    return Trainer(net, task, cfg, run_config, tokenizer_json, console, on_save=draw_loss_curve).fit()
 
 
 def count_ngrams(model: nn.Module, cfg: TrainConfig, run_config: dict[str, Any], tokenizer_json: str,
@@ -97,9 +89,10 @@ def count_ngrams(model: nn.Module, cfg: TrainConfig, run_config: dict[str, Any],
     val_loss = nll / max(val.num_tokens - 1, 1)
     val_bpc = bits_per_char(nll, val.num_chars)
     run_dir.mkdir(parents=True, exist_ok=True)
-    row = {"step": 1, "split": "val", "loss": val_loss, "bpc": val_bpc, "tokens": train.num_tokens,
-           "time": round(elapsed, 3)}
-    (run_dir / "metrics.jsonl").write_text(json.dumps(row) + "\n", encoding="utf-8")
+    metrics = MetricsLog(run_dir, append=False)
+    metrics.write({"step": 1, "split": "val", "loss": val_loss, "bpc": val_bpc, "tokens": train.num_tokens,
+                   "time": round(elapsed, 3)})
+    metrics.close()
     run_config["progress"] = {"step": 1, "tokens": train.num_tokens, "elapsed": round(elapsed, 2)}
     save_checkpoint(run_dir, 1, model, run_config, tokenizer_json, None, keep=1)
     console.print(f"counted {model.num_parameters():,} n-grams in {elapsed:.1f}s: val loss {val_loss:.4f}, "

@@ -1,7 +1,7 @@
-"""Helpers shared by the server's tests and its load benchmark: a tiny model, a server in a thread.
+"""Helpers shared by the tests and the server's load benchmark: a tiny model, a server in a thread.
 
-Both need a real model and a real uvicorn listening on 127.0.0.1, not a test client, because
-what they check (streaming, concurrent clients, hang-ups) lives in the HTTP layer.
+The server's checks need a real model and a real uvicorn listening on 127.0.0.1, not a test
+client, because what they check (streaming, concurrent clients, hang-ups) lives in the HTTP layer.
 """
 
 from __future__ import annotations
@@ -12,6 +12,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import uvicorn
+from rich.console import Console
+
+from sokhan.config import PrepareConfig, TrainConfig
+from sokhan.data.prepare import prepare
+from sokhan.recipes.pretrain import pretrain
+
 TINY_MODEL = dict(n_layer=2, n_head=2, n_embd=32, block_size=64)
 
 
@@ -20,18 +27,12 @@ def train_tiny_model(folder: str | Path, max_steps: int = 30, model: dict[str, A
 
     Returns the run folder, which `LanguageModel.load` accepts.
     """
-    from rich.console import Console
-
-    from sokhan.data.prepare import PrepareConfig, prepare
-    from sokhan.train.engine import TrainConfig
-    from sokhan.train.pretrain import pretrain
-
     folder = Path(folder)
     data = prepare(PrepareConfig(source="hafez", out_dir=str(folder / "data"), tokenizer="bpe", vocab_size=400),
                    progress=False)
-    cfg = TrainConfig(data=str(data), out_dir=str(folder / "run"), preset="tiny", max_steps=max_steps, batch_size=8,
+    cfg = TrainConfig(data=str(data), out_dir=str(folder / "run"), max_steps=max_steps, batch_size=8,
                       eval_interval=1000, eval_iters=2, warmup_steps=2, progress=False, device="cpu")
-    result = pretrain(cfg, dict(TINY_MODEL, **(model or {})), Console(stderr=True, quiet=True))
+    result = pretrain(cfg, dict(TINY_MODEL, preset="tiny", **(model or {})), Console(stderr=True, quiet=True))
     return Path(result.run_dir)
 
 
@@ -46,8 +47,6 @@ class ServerThread:
     """
 
     def __init__(self, app: Any, host: str = "127.0.0.1", start_timeout: float = 30.0):
-        import uvicorn
-
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind((host, 0))

@@ -1,0 +1,59 @@
+"""The `sokhan` command line: one module per subcommand, in the order of the journey.
+
+Each command module declares its `NAME`, a one-line `HELP`, `add_arguments(parser)` and
+`run(args)`; `build_parser` assembles them, so nothing is kept in step by hand. Options come
+from the config dataclasses (`sokhan.config`), which also check them. A command imports the
+workbench (torch, matplotlib, …) inside `run`, so `sokhan --help` and `sokhan COMMAND --help`
+answer without loading torch. Mistakes a user can make print one `error:` line and exit with
+status 2; Ctrl-C exits with 130.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from sokhan.cli import (
+    chat,
+    demo,
+    evaluate,
+    fill,
+    finetune,
+    inspect,
+    leaderboard,
+    prepare,
+    sample,
+    serve,
+    train,
+    zoo,
+)
+from sokhan.cli.arguments import Parser, console
+from sokhan.errors import SokhanError
+
+COMMANDS = (demo, prepare, train, sample, finetune, chat, evaluate, fill, leaderboard, zoo, inspect, serve)
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="sokhan", description="A Persian-first workbench for language models.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in COMMANDS:
+        p = sub.add_parser(command.NAME, aliases=getattr(command, "ALIASES", ()), help=command.HELP,
+                           description=command.__doc__.split("\n\n")[0])
+        command.add_arguments(p)
+        p.set_defaults(run=command.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return args.run(args) or 0
+    except SokhanError as e:
+        console.print(f"[red]error:[/] {e}", highlight=False, soft_wrap=True)
+        return 2
+    except KeyboardInterrupt:
+        console.print("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""What the subcommands share: a parser whose errors are one line, flags made from config fields, common options.
+
+Every field of a config (`sokhan.config`) becomes a flag (`max_steps` → `--max-steps`) whose
+help is the field's own sentence, its choices and the default that will really apply (the
+command passes the instance it starts from: `finetune` shows its gentler schedule, `train`
+the `small` preset's sizes). Flags default to None, so a command knows what was typed, and
+values are checked by the config, the same way as from a TOML file.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+from rich.console import Console
+
+from sokhan.config import Config, field_specs
+from sokhan.config.train import DEVICE_HELP
+from sokhan.errors import SokhanError
+
+console = Console(stderr=True)  # progress, results and errors; stdout carries only what a command outputs
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a mistake on the command line is one `error:` line and exit status 2, like every other."""
+
+    def error(self, message: str) -> NoReturn:
+        raise SokhanError(f"{self.prog}: {message}; see {self.prog} --help")
+
+
+def shown(value: Any) -> str:
+    """A default as --help shows it."""
+    if value is None:
+        return "unset"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, list):
+        return ",".join(map(str, value)) or "none"
+    return str(value)
+
+
+def add_config_flags(parser: argparse.ArgumentParser, defaults: Config, *, skip: tuple[str, ...] = (),
+                     aliases: dict[str, str] | None = None, notes: dict[str, str] | None = None) -> None:
+    """One flag per field of `defaults`' config class, its help saying the default `defaults` holds
+    (or, for a field in `notes`, where its default comes from instead)."""
+    cls = type(defaults)
+    group = parser.add_argument_group(f"{cls.section} options (the [{cls.section}] table of --config)")
+    for name, spec in field_specs(cls).items():
+        if name in skip:
+            continue
+        flags = ([aliases[name]] if aliases and name in aliases else []) + ["--" + name.replace("_", "-")]
+        default = notes[name] if notes and name in notes else shown(getattr(defaults, name))
+        text = f"{spec.help} (default: {default})"
+        text = text.replace("%", "%%")
+        if spec.kind is bool:
+            group.add_argument(*flags, dest=name, action=argparse.BooleanOptionalAction, default=None, help=text)
+        elif spec.kind is list:
+            metavar = "{" + ",".join(map(str, spec.choices)) + "}" if spec.choices else spec.item.__name__.upper()
+            group.add_argument(*flags, dest=name, action="append", default=None, metavar=metavar, help=text)
+        else:
+            metavar = "{" + ",".join(map(str, spec.choices)) + "}" if spec.choices else spec.kind.__name__.upper()
+            group.add_argument(*flags, dest=name, default=None, metavar=metavar, help=text)
+
+
+def given(args: argparse.Namespace, cls: type[Config], skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The values of `cls`'s flags that were typed (as strings; the config checks them)."""
+    return {name: getattr(args, name) for name in field_specs(cls)
+            if name not in skip and getattr(args, name, None) is not None}
+
+
+def add_config_file(parser: argparse.ArgumentParser, *sections: str) -> None:
+    tables = " and ".join(f"[{s}]" for s in sections)
+    parser.add_argument("--config", metavar="FILE.toml", default=None,
+                        help=f"a TOML file whose {tables} {'tables set' if len(sections) > 1 else 'table sets'} these "
+                             f"options; flags typed here win")
+
+
+def add_model_folder(parser: argparse.ArgumentParser, what: str = "model") -> None:
+    """The model a command reads (a run folder or one of its checkpoints) and where to run it."""
+    parser.add_argument("model", help=f"the {what}: a run folder (its latest checkpoint) or a checkpoint folder")
+    parser.add_argument("--device", default="auto", help=f"{DEVICE_HELP} (default: auto)")
+
+
+def at_least(low: int) -> Callable[[str], int]:
+    """An argparse type: an integer ≥ `low` (a bad one is a one-line error naming the flag)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expects an integer, got '{text}'") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be ≥ {low}, got {value}")
+        return value
+
+    parse.__name__ = "int"
+    return parse

@@ -1,0 +1,26 @@
+"""`sokhan finetune`: supervised fine-tuning of a pretrained GPT on conversations, full or LoRA: a chat model."""
+
+from __future__ import annotations
+
+import argparse
+
+from sokhan.cli.arguments import add_config_file, add_config_flags, console, given
+from sokhan.config import FINETUNE_DEFAULTS, FinetuneConfig, TrainConfig, load_config
+
+NAME = "finetune"
+HELP = "supervised fine-tuning on conversations (full or LoRA): a chat model"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_file(parser, "finetune", "train")
+    add_config_flags(parser, FinetuneConfig())
+    add_config_flags(parser, FINETUNE_DEFAULTS, skip=("data",))  # --data is the conversations
+
+
+def run(args: argparse.Namespace) -> int:
+    from sokhan.cli.report import report  # torch loads when the command runs, never for --help
+    from sokhan.recipes.finetune import finetune
+
+    ft = load_config(FinetuneConfig, args.config, given(args, FinetuneConfig))
+    cfg = load_config(TrainConfig, args.config, given(args, TrainConfig, skip=("data",)), base=FINETUNE_DEFAULTS)
+    return report(finetune(ft, cfg, console), f"sokhan chat {cfg.out_dir}")

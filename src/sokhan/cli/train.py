@@ -1,0 +1,32 @@
+"""`sokhan train` (alias `pretrain`): train a model of any family on prepared data, or count an n-gram model."""
+
+from __future__ import annotations
+
+import argparse
+
+from sokhan.cli.arguments import add_config_file, add_config_flags, console, given
+from sokhan.config import ModelConfig, TrainConfig, config_values, load_config
+
+NAME = "train"
+ALIASES = ("pretrain",)
+HELP = "train a model of any family on prepared data: --model gpt|bert|rnn|lstm|gru|ngram"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_file(parser, "train", "model")
+    add_config_flags(parser, TrainConfig())
+    add_config_flags(parser, ModelConfig.create(), aliases={"family": "--model"},
+                     notes={"vocab_size": "the tokenizer's"})
+
+
+def run(args: argparse.Namespace) -> int:
+    from sokhan.cli.report import report  # torch loads when the command runs, never for --help
+    from sokhan.recipes.pretrain import pretrain
+
+    cfg = load_config(TrainConfig, args.config, given(args, TrainConfig))
+    model = config_values(ModelConfig, args.config, given(args, ModelConfig))
+    checked = ModelConfig.create(**model)  # every model option checked before any data is read
+    next_step = f"sokhan sample {cfg.out_dir}"
+    if checked.family == "bert":
+        next_step = f"sokhan fill {cfg.out_dir} \"… <mask> …\""
+    return report(pretrain(cfg, model, console), next_step)

@@ -1,0 +1,14 @@
+"""Every config of sokhan, importable without torch (so `sokhan --help` is instant), each checked when built."""
+
+from sokhan.config.base import Config, coerce, config_values, field_specs, load_config, option, read_table
+from sokhan.config.data import NormalizerConfig, PrepareConfig
+from sokhan.config.model import DEFAULT_PRESET, FAMILIES, PRESETS, ModelConfig
+from sokhan.config.recipes import ZOO_FAMILIES, DemoConfig, ZooConfig
+from sokhan.config.sample import SampleConfig
+from sokhan.config.serve import ServeConfig
+from sokhan.config.train import FINETUNE_DEFAULTS, FinetuneConfig, TrainConfig
+
+__all__ = ["Config", "coerce", "config_values", "field_specs", "load_config", "option", "read_table",
+           "NormalizerConfig", "PrepareConfig", "DEFAULT_PRESET", "FAMILIES", "PRESETS", "ModelConfig",
+           "ZOO_FAMILIES", "DemoConfig", "ZooConfig", "SampleConfig", "ServeConfig", "FINETUNE_DEFAULTS",
+           "FinetuneConfig", "TrainConfig"]

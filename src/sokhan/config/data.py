@@ -1,0 +1,63 @@
+"""Configs of the first step: how text is normalized and how `sokhan prepare` turns a corpus into shards."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from sokhan.config.base import Config, option
+
+
+# The normalizer's options, declared once: `NormalizerConfig` has them, and `PrepareConfig` (whose
+# flags set them for a corpus) too.
+def _digits() -> str:
+    return option("persian", "which digits numbers are written with: persian (۰–۹), latin (0–9), or keep them "
+                  "as they are", choices=("persian", "latin", "keep"), what="digits")
+
+
+def _remove_diacritics() -> bool:
+    return option(False, "remove the vowel signs (fatha … sukun, shadda, tanwin, superscript alef); madda and "
+                  "hamza spell letters and stay")
+
+
+def _join_affixes() -> bool:
+    return option(True, "fix the two commonest spacing errors: 'می روم' → 'می‌روم', 'کتاب ها' → 'کتاب‌ها'")
+
+
+@dataclass(frozen=True)
+class NormalizerConfig(Config):
+    section: ClassVar[str] = "normalize"
+
+    digits: str = _digits()
+    remove_diacritics: bool = _remove_diacritics()
+    join_affixes: bool = _join_affixes()
+
+
+@dataclass(frozen=True)
+class PrepareConfig(Config):
+    section: ClassVar[str] = "prepare"
+
+    source: str = option("hafez", "where documents come from: hafez or fatol-hafez (the Divan, installed with "
+                         "pip), a .txt/.md/.jsonl file, a folder of them, hf:NAME_OR_PATH[:SPLIT] (a Hugging "
+                         "Face dataset), or several joined with commas")
+    out_dir: str = option("runs/data/hafez", "the data folder to write: train.bin, val.bin, tokenizer.json, "
+                          "meta.json")
+    tokenizer: str = option("bpe", "byte-level BPE, or one token per character (with byte fallback)",
+                            choices=("bpe", "char"), what="tokenizer kind")
+    vocab_size: int = option(4096, "BPE vocabulary size, special tokens and the 256 bytes included", low=1)
+    val_fraction: float = option(0.05, "share of documents held out for validation (split by a hash of each "
+                                 "document's opening, so two editions of a poem land together)",
+                                 low=0, high=0.5, low_open=True)
+    seed: int = option(1337, "seed of the train/validation split hash")
+    text_field: str = option("text", "the field that holds the text in .jsonl files and Hugging Face datasets")
+    doc_split: str = option("blank-line", "how a .txt/.md file is cut into documents: at blank lines, at every "
+                            "line, or the whole file as one", choices=("blank-line", "line", "file"))
+    on_decode_error: str = option("fail", "a line that is not valid UTF-8: stop with file:line, or skip it with "
+                                  "a warning", choices=("fail", "skip"))
+    digits: str = _digits()
+    remove_diacritics: bool = _remove_diacritics()
+    join_affixes: bool = _join_affixes()
+
+    def normalizer_config(self) -> NormalizerConfig:
+        return NormalizerConfig(digits=self.digits, remove_diacritics=self.remove_diacritics,
+                                join_affixes=self.join_affixes)

@@ -1,0 +1,114 @@
+"""`ModelConfig`: one dataclass that every model family reads (litgpt's `Config`), and its presets.
+
+The field defaults are the modern GPT recipe (pre-norm, GELU, learned positions, tied
+embeddings). A preset is a named set of starting values that the other fields then change:
+`ModelConfig.create(preset="paper", n_layer=2)` is the paper's base model with two layers.
+What you get from the command line, a TOML `[model]` table or `ModelConfig.create()` with no
+preset is the `small` preset, the demo's model. A saved config.json holds every field, so
+loading it (`from_dict`) rebuilds the same model whatever the presets say today.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from sokhan.config.base import Config, option
+from sokhan.errors import SokhanError
+
+FAMILIES = ("gpt", "bert", "rnn", "lstm", "gru", "ngram")  # each is a class in sokhan.models.FAMILIES
+MAX_NGRAM_ORDER = 8
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # A few seconds per hundred steps on a laptop CPU.
+    "tiny": dict(n_layer=2, n_head=2, n_embd=64, block_size=128),
+    # The demo model: a few minutes of CPU training on the Hafez corpus.
+    "small": dict(n_layer=4, n_head=4, n_embd=128, block_size=128, dropout=0.1),
+    "medium": dict(n_layer=6, n_head=6, n_embd=384, block_size=256, dropout=0.1),
+    # "Attention Is All You Need" base model, decoder-only: post-norm, ReLU, sinusoidal, scaled embeddings.
+    "paper": dict(n_layer=6, n_head=8, n_embd=512, ffn_hidden=2048, block_size=512, dropout=0.1,
+                  positional="sinusoidal", prenorm=False, activation="relu", scale_embeddings=True),
+    # A modern small LLaMA-like recipe.
+    "llama-tiny": dict(n_layer=4, n_head=4, n_embd=128, block_size=256, positional="rope", norm="rmsnorm",
+                       activation="swiglu", bias=False, tie_weights=False),
+    # GPT-2 small (124M) with its 50257-token vocabulary padded to 50304 (nanoGPT).
+    "gpt2": dict(n_layer=12, n_head=12, n_embd=768, block_size=1024, vocab_size=50304),
+}
+DEFAULT_PRESET = "small"
+
+
+@dataclass(frozen=True)
+class ModelConfig(Config):
+    section: ClassVar[str] = "model"
+
+    preset: str | None = option(
+        None, "named starting values that the other model options change: tiny (2 layers × 64), small (4 × 128, "
+        "the demo's), medium (6 × 384), paper (the 2017 base model), llama-tiny (RoPE, RMSNorm, SwiGLU), "
+        "gpt2 (124M)", choices=tuple(PRESETS), what="model preset")
+    family: str = option("gpt", "the kind of model: a GPT decoder, a BERT masked encoder, a recurrent network "
+                         "(rnn, lstm, gru) or a counted n-gram model", choices=FAMILIES, what="model family")
+    vocab_size: int = option(4096, "size of the token embedding and output layer; training takes the "
+                             "tokenizer's unless given (it may be larger, e.g. padded to a multiple of 64)", low=1)
+    block_size: int = option(256, "context length in tokens (for a recurrent model: the BPTT length)", low=1)
+    n_layer: int = option(4, "number of Transformer blocks, or of stacked recurrent layers", low=1)
+    n_head: int = option(4, "attention heads per layer (n_embd must divide by it)", low=1)
+    n_embd: int = option(128, "width of the model, d_model (the recurrent hidden size)", low=1)
+    ffn_hidden: int | None = option(None, "inner width of the feed-forward network, d_ff; unset: 4 · n_embd "
+                                    "(⅔ of that for SwiGLU, as in LLaMA)", low=1)
+    dropout: float = option(0.0, "§5.4 residual dropout: sublayer outputs and embedding sums (recurrent "
+                            "models: between layers and on input and output)", low=0, high=1, high_open=True)
+    # The paper drops only what `dropout` does; GPT-2 (attn_pdrop) also drops attention weights.
+    # Above 0 the CPU leaves the fused attention kernel: the small preset trains 1.5× slower.
+    attention_dropout: float = option(0.0, "dropout on the attention weights, as GPT-2 does; above 0 a CPU "
+                                      "leaves the fused attention kernel (1.5× slower)", low=0, high=1,
+                                      high_open=True)
+    positional: str = option("learned", "how the Transformer knows word order: learned vectors (GPT-2), the "
+                             "paper's sinusoids, rotary RoPE, or none", choices=("learned", "sinusoidal", "rope", "none"))
+    norm: str = option("layernorm", "normalization layer: LayerNorm, or RMSNorm (no centring, as in LLaMA)",
+                       choices=("layernorm", "rmsnorm"))
+    prenorm: bool = option(True, "normalize before each sublayer (GPT-2 on); --no-prenorm is the paper's "
+                           "post-norm 'Add & Norm'")
+    activation: str = option("gelu", "feed-forward activation: relu (the paper), gelu (exact, BERT/nanoGPT), "
+                             "gelu_tanh (GPT-2's approximation) or swiglu (LLaMA)",
+                             choices=("relu", "gelu", "gelu_tanh", "swiglu"))
+    tie_weights: bool = option(True, "share the output layer's weights with the token embedding (paper §3.4)")
+    scale_embeddings: bool = option(False, "multiply token embeddings by √d_model (paper §3.4)")
+    bias: bool = option(True, "biases in the linear layers and LayerNorms")
+    norm_eps: float = option(1e-5, "epsilon inside the normalization layers", low=0, low_open=True)
+    rope_base: float = option(10000.0, "RoPE's base: the longest rotation wavelength grows with it",
+                              low=1, low_open=True)
+    attention: str = option("sdpa", "attention kernel: sdpa (PyTorch's fused kernel) or explicit (the "
+                            "paper's formula written out; same numbers, and the weights can be seen)",
+                            choices=("sdpa", "explicit"))
+    order: int = option(5, "n-gram order (family ngram): the next token given the previous order − 1",
+                        low=1, high=MAX_NGRAM_ORDER)
+    smoothing: str = option("modified", "n-gram smoothing: modified Kneser-Ney (Chen & Goodman, three "
+                            "discounts) or interpolated Kneser-Ney (one discount, as NLTK)",
+                            choices=("modified", "interpolated"))
+    discount: float = option(0.75, "n-gram, smoothing=interpolated: the one absolute discount",
+                             low=0, high=1, low_open=True, high_open=True)
+
+    @classmethod
+    def create(cls, preset: str | None = DEFAULT_PRESET, **values: Any) -> ModelConfig:
+        """A preset's values (default: `small`), changed by `values`; `preset=None` starts from the field defaults."""
+        if preset is not None and preset not in PRESETS:
+            raise SokhanError(f"unknown model preset '{preset}'; choose from {', '.join(PRESETS)}")
+        return cls(**{**PRESETS.get(preset or "", {}), **values, "preset": preset})
+
+    def check(self) -> None:
+        if self.n_embd % self.n_head:
+            raise SokhanError(f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}")
+        if self.positional == "rope" and (self.n_embd // self.n_head) % 2:
+            raise SokhanError("RoPE needs an even head size (n_embd / n_head)")
+
+    @property
+    def head_size(self) -> int:
+        return self.n_embd // self.n_head
+
+    @property
+    def ffn_size(self) -> int:
+        if self.ffn_hidden:
+            return self.ffn_hidden
+        if self.activation == "swiglu":  # keep parameter count ≈ a 4·d ReLU FFN; round up to 64
+            return (int(8 * self.n_embd / 3) + 63) // 64 * 64
+        return 4 * self.n_embd

@@ -1,0 +1,86 @@
+"""Configs of training: the engine's `TrainConfig`, and fine-tuning's `FinetuneConfig` with its gentler defaults."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import ClassVar
+
+from sokhan.config.base import Config, option
+from sokhan.errors import SokhanError
+
+DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+DEVICE_HELP = "where to run: auto (a GPU if there is one, else the CPU), cpu, cuda, cuda:N or mps"
+
+
+def check_device(device: str) -> None:
+    if not DEVICE_PATTERN.fullmatch(device):
+        raise SokhanError(f"unknown device '{device}'; use auto, cpu, cuda, cuda:N or mps")
+
+
+@dataclass(frozen=True)
+class TrainConfig(Config):
+    section: ClassVar[str] = "train"
+
+    data: str = option("runs/data/hafez", "a data folder written by `sokhan prepare`")
+    out_dir: str = option("runs/pretrain", "the run folder: checkpoints/, metrics.jsonl, loss.png")
+    batch_size: int = option(16, "sequences per micro-batch", low=1)
+    grad_accum: int = option(1, "micro-batches per optimizer step (gradient accumulation)", low=1)
+    max_steps: int = option(1000, "optimizer steps to train for", low=1)
+    lr_decay_steps: int = option(0, "step at which the cosine reaches min_lr; 0: max_steps", low=0)
+    max_time: float = option(0.0, "wall-clock budget in seconds (0: none): stops early and saves, and the cosine "
+                             "follows it", low=0)
+    lr: float = option(1e-3, "peak learning rate of AdamW", low=0, low_open=True)
+    min_lr: float = option(1e-4, "learning rate at the end of the cosine", low=0)
+    warmup_steps: int = option(50, "steps of linear warmup from 0 to lr", low=0)
+    weight_decay: float = option(0.1, "AdamW's decoupled weight decay, on matrices and embeddings only", low=0)
+    beta1: float = option(0.9, "AdamW's β₁ (momentum)", low=0, high=1, high_open=True)
+    beta2: float = option(0.99, "AdamW's β₂ (second-moment decay)", low=0, high=1, high_open=True)
+    grad_clip: float = option(1.0, "clip the gradient norm to this (0: off)", low=0)
+    eval_interval: int = option(100, "evaluate validation loss and bits/char, and save a checkpoint, every N steps",
+                                low=1)
+    eval_iters: int = option(20, "batches per evaluation", low=1)
+    log_interval: int = option(10, "write a training row to metrics.jsonl every N steps", low=1)
+    keep_checkpoints: int = option(2, "how many recent checkpoints to keep (0: every one)", low=0)
+    seed: int = option(1337, "seed of the initial weights, dropout and the order of batches")
+    device: str = option("auto", DEVICE_HELP)
+    dtype: str = option("auto", "precision: auto (bf16 autocast on a CUDA GPU, float32 elsewhere), float32, or "
+                        "bfloat16 (autocast; pays off on AMX CPUs from width 384)",
+                        choices=("auto", "float32", "bfloat16"))
+    compile: bool = option(False, "torch.compile the model for training")
+    resume: bool = option(False, "continue the run in out_dir exactly where it stopped")
+    progress: bool = option(True, "show a progress bar (on a terminal)")
+
+    def check(self) -> None:
+        check_device(self.device)
+
+
+# Fine-tuning starts from a trained model: a gentler, shorter schedule than pretraining.
+FINETUNE_DEFAULTS = TrainConfig(out_dir="runs/chat", max_steps=300, lr=3e-4, min_lr=3e-5, warmup_steps=20,
+                                eval_interval=100, eval_iters=10)
+
+
+@dataclass(frozen=True)
+class FinetuneConfig(Config):
+    section: ClassVar[str] = "finetune"
+
+    base: str = option("runs/demo/pretrain", "the pretrained model: a run or checkpoint folder")
+    data: str = option("chatterbot", "conversations: a .jsonl file ({\"messages\": […]} or {\"prompt\", "
+                       "\"response\"} per line), hf:NAME[:SPLIT], chatterbot (the Persian dialogs of "
+                       "chatterbot-corpus), or several joined with commas")
+    val_data: str = option("", "a separate validation set, in the same forms; empty: hold out val_fraction of data")
+    val_fraction: float = option(0.05, "share of conversations held out for validation", low=0, high=0.5,
+                                 low_open=True)
+    lora: bool = option(False, "train low-rank adapters (LoRA) instead of every weight")
+    lora_rank: int = option(8, "rank r of each adapter", low=1)
+    lora_alpha: float = option(16.0, "LoRA's α: the update is scaled by α / r", low=0, low_open=True)
+    lora_dropout: float = option(0.0, "dropout on the adapters' input", low=0, high=1, high_open=True)
+    lora_targets: list[str] = option(help="names of the linear layers to adapt (qkv, out, up, down)",
+                                     factory=lambda: ["qkv", "out"])
+    merge: bool = option(False, "LoRA: also write the merged model to out_dir/merged")
+
+    def check(self) -> None:
+        if self.merge and not self.lora:
+            raise SokhanError("--merge folds LoRA adapters into the base; it needs --lora")
+        if not self.lora_targets:
+            raise SokhanError("lora_targets is empty; name at least one linear layer (qkv, out, up, down)")

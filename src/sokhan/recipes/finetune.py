@@ -1,0 +1,86 @@
+"""Recipe: supervised fine-tuning of a pretrained GPT on conversations, full or LoRA.
+
+Conversations are rendered with the chat template (`sokhan.text.chat_template`), the loss is
+taken on the assistant's tokens only, and conversations are packed end to end into rows
+(`sokhan.train.sft`). The engine, checkpoints and resume are the pretraining ones; the
+fine-tuned model folder records the chat template (and the LoRA settings, when adapters are
+used) in its config.json.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from safetensors.torch import save as save_safetensors
+
+from sokhan.config import FinetuneConfig, TrainConfig
+from sokhan.data.conversations import iter_conversations
+from sokhan.data.prepare import hash_split
+from sokhan.device import resolve_device
+from sokhan.errors import SokhanError
+from sokhan.inspect.curves import draw_loss_curve
+from sokhan.models.checkpoint import save_folder, weights_bytes
+from sokhan.models.lora import apply_lora, lora_state_dict, merge_lora
+from sokhan.models.trained import TrainedModel
+from sokhan.text.chat_template import TEMPLATE_NAME, ChatTemplate, Message
+from sokhan.train.engine import Trainer, TrainResult
+from sokhan.train.sft import SFTTask, pack
+
+
+def load_splits(ft: FinetuneConfig, seed: int) -> dict[str, list[list[Message]]]:
+    convs = list(iter_conversations(ft.data))
+    if ft.val_data:
+        return {"train": convs, "val": list(iter_conversations(ft.val_data))}
+    splits: dict[str, list[list[Message]]] = {"train": [], "val": []}
+    for conv in convs:
+        key = json.dumps([(m.role, m.content) for m in conv], ensure_ascii=False)
+        splits[hash_split(key, seed, ft.val_fraction)].append(conv)
+    return splits
+
+
+def finetune(ft: FinetuneConfig, cfg: TrainConfig, console: Console | None = None) -> TrainResult:
+    """Fine-tune `ft.base` on `ft.data` with the engine as `cfg` says (FINETUNE_DEFAULTS: a gentle schedule)."""
+    console = console or Console(stderr=True)
+    base = TrainedModel.load(ft.base, device="cpu")
+    base.require_family("gpt", "fine-tuning into a chat model")
+    model, block = base.model.train(), base.block_size
+    template = ChatTemplate(base.tokenizer, base.normalize)
+    splits = load_splits(ft, cfg.seed)
+    if not splits["val"]:
+        raise SokhanError("the validation split is empty; raise --val-fraction or give --val-data")
+    packed = {s: pack(c, template, block) for s, c in splits.items()}
+    console.print(f"conversations: {len(splits['train'])} train, {len(splits['val'])} val → "
+                  f"{len(packed['train'][0])} + {len(packed['val'][0])} rows of {block + 1} tokens")
+    run_config = copy.deepcopy(base.config)
+    run_config.pop("progress", None)
+    run_config.update(train=dataclasses.asdict(cfg), finetune=dataclasses.asdict(ft), chat_template=TEMPLATE_NAME)
+    if ft.lora:
+        torch.manual_seed(cfg.seed)
+        wrapped = apply_lora(model, ft.lora_targets, ft.lora_rank, ft.lora_alpha, ft.lora_dropout)
+        run_config["lora"] = {"targets": ft.lora_targets, "rank": ft.lora_rank, "alpha": ft.lora_alpha}
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        console.print(f"LoRA rank {ft.lora_rank} on {len(wrapped)} layers: {trainable:,} trainable parameters")
+    task = SFTTask({s: p[0] for s, p in packed.items()}, {s: p[1] for s, p in packed.items()}, cfg.batch_size,
+                   resolve_device(cfg.device))
+    tokenizer_json = base.tokenizer.hf.to_str()
+    result = Trainer(model, task, cfg, run_config, tokenizer_json, console, on_save=draw_loss_curve).fit()
+    if ft.lora:
+        out = Path(cfg.out_dir)
+        save_folder(out / "adapter", {
+            "adapter.safetensors": save_safetensors(lora_state_dict(model)),
+            "adapter_config.json": json.dumps({"base": str(base.path), **run_config["lora"]}, indent=2),
+        })
+        console.print(f"adapters: {out / 'adapter'}")
+        if ft.merge:
+            merge_lora(model)
+            merged_config = {k: v for k, v in run_config.items() if k != "lora"}
+            save_folder(out / "merged", {"model.safetensors": weights_bytes(model),
+                                         "config.json": json.dumps(merged_config, indent=2, ensure_ascii=False),
+                                         "tokenizer.json": tokenizer_json})
+            console.print(f"merged model: {out / 'merged'}")
+    return result
