@@ -150,7 +150,8 @@ def main() -> None:
           f"({big['rss_before']:.2f} GB before the fit: Python, numpy, torch)")
     if held_out.size > 1:
         lp_s, bits, zero = big["log_probs_s"], big["bits"], big["zero"]
-        print(f"sokhan log_probs: {lp_s:7.2f} s  {(held_out.size - 1) / lp_s:12,.0f} tokens/s  held-out {bits:.3f} bits/token")
+        print(f"sokhan log_probs: {lp_s:7.2f} s  {(held_out.size - 1) / lp_s:12,.0f} tokens/s  "
+              f"held-out {bits:.3f} bits/token")
         if zero:
             print(f"  ({zero:,} held-out tokens have probability 0: interpolated Kneser-Ney, as NLTK's, "
                   f"ends in the undiscounted continuation unigram)")

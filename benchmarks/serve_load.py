@@ -32,7 +32,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the tests' helpers: a tiny model
-from helpers import train_tiny_model  # noqa: E402
+from helpers import train_tiny_model
 
 PROMPTS = ["سلام، حالت چطور است؟", "یک بیت از حافظ بخوان.", "دل", "از عشق بگو.", "الا یا ایها الساقی"]
 

@@ -9,15 +9,15 @@ import torch
 from rich.console import Console
 
 from sokhan.api import LanguageModel
+from sokhan.config import TrainConfig
+from sokhan.constants import IGNORE_INDEX
 from sokhan.data.prepare import PrepareConfig, prepare
 from sokhan.data.shards import load_meta
 from sokhan.errors import SokhanError
 from sokhan.infer.fill import context_window, encode_with_masks, fill_masks
 from sokhan.inspect.curves import draw_loss_curve
-from sokhan.models import FAMILIES, GPT, ModelConfig
+from sokhan.models import GPT, ModelConfig
 from sokhan.models.bert import BERT
-from sokhan.constants import IGNORE_INDEX
-from sokhan.config import TrainConfig
 from sokhan.train.engine import Trainer
 from sokhan.train.masking import MaskedLMTask, mask_tokens
 

@@ -124,3 +124,59 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     latest = (run / "checkpoints" / "latest").read_text().strip()
     steps = [json.loads(line)["step"] for line in metrics.read_text().splitlines()]
     assert int(latest.split("-")[1]) >= max(steps) >= 3
+
+
+# --- a command line a newcomer can read: checked options, honest --help, a fast start -----------------
+
+def test_bad_training_options_are_one_line_before_any_work(tmp_path):
+    toml = tmp_path / "run.toml"
+    toml.write_text("[train]\nmax_step = 3\n", encoding="utf-8")
+    assert_one_line_error(sokhan("train", "--config", str(toml)), "max_step", "max_steps")
+    for flag in ("--eval-interval", "--max-steps", "--log-interval", "--batch-size"):
+        assert_one_line_error(sokhan("train", flag, "0", "--data", str(tmp_path / "none")), flag[2:].replace("-", "_"))
+    assert_one_line_error(sokhan("train", "--positional", "alibi"), "unknown positional 'alibi'")
+    assert_one_line_error(sokhan("train", "--n-embd", "30", "--n-head", "4"), "not divisible")
+    assert_one_line_error(sokhan("train", "--no-such-flag"), "unrecognized arguments: --no-such-flag")
+    assert_one_line_error(sokhan("sample", str(tmp_path), "--num-samples", "0"), "--num-samples", "≥ 1")
+    assert_one_line_error(sokhan("serve", str(tmp_path), "--port", "70000"), "port must be in [0, 65535]")
+
+
+def test_help_shows_the_defaults_that_apply_and_a_sentence_for_every_option():
+    from sokhan.cli import build_parser
+
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices  # every subcommand's parser, and the inspect views
+    views = commands["inspect"]._subparsers._group_actions[0].choices
+    for name, sub in [*commands.items(), *(("inspect " + v, p) for v, p in views.items())]:
+        for action in sub._actions:
+            if action.dest not in ("help", "view"):
+                assert action.help and len(action.help) > 10, (name, action.dest)
+    def help_of(command: str) -> str:
+        return " ".join(commands[command].format_help().split())  # one line, however argparse wraps it
+
+    train = help_of("train")
+    block = train[train.index("--block-size INT context length in tokens"):]
+    assert "(default: 128)" in block[:120]                       # the small preset's, not the field's 256
+    assert "--model {gpt,bert,rnn,lstm,gru,ngram}, --family" in train  # choices listed
+    finetune = help_of("finetune")
+    steps = finetune[finetune.index("--max-steps INT optimizer"):]
+    assert "(default: 300)" in steps[:120]                        # fine-tuning's gentler schedule
+    prepare = help_of("prepare")
+    assert "hf:NAME_OR_PATH[:SPLIT]" in prepare and "--doc-split {blank-line,line,file}" in prepare
+
+
+def test_help_loads_no_torch_and_import_sokhan_stays_light():
+    """`sokhan --help` answers without torch, numpy or matplotlib; `import sokhan` (and the Python API) without
+    matplotlib or rich.progress."""
+    heavy = ("torch", "numpy", "matplotlib")
+    for args in ([], ["train"], ["inspect"], ["inspect", "attention"], ["serve"], ["zoo"]):
+        proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "sokhan", *args, "--help"],
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        imported = {line.split("|")[-1].strip().split(".")[0] for line in proc.stderr.splitlines()
+                    if line.startswith("import time:")}
+        assert not imported & set(heavy), (args, imported & set(heavy))
+    probe = ("import sys, sokhan; a = set(sys.modules); from sokhan import LanguageModel; b = set(sys.modules); "
+             "print('torch' in a, 'matplotlib' in b, 'rich.progress' in b)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["False", "False", "False"], out.stderr

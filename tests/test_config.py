@@ -2,10 +2,8 @@
 
 import pytest
 
-from sokhan.config import load_config
+from sokhan.config import ModelConfig, TrainConfig, load_config
 from sokhan.errors import SokhanError
-from sokhan.config import ModelConfig
-from sokhan.config import TrainConfig
 
 
 def test_toml_then_overrides(tmp_path):
@@ -41,3 +39,65 @@ def test_model_config_validation():
     for name in ("dropout", "attention_dropout"):
         with pytest.raises(SokhanError, match=f"{name} must be in \\[0, 1\\)"):
             ModelConfig(**{name: 1.0})
+
+
+# --- one path, checked: TOML, flags and saved config.json alike -----------------------------------
+
+def test_misspelled_toml_key_is_refused_naming_it_and_the_valid_ones(tmp_path):
+    f = tmp_path / "run.toml"
+    f.write_text("[train]\nmax_step = 3\n", encoding="utf-8")
+    with pytest.raises(SokhanError, match="unknown option 'max_step' in \\[train\\]") as e:
+        load_config(TrainConfig, f)
+    assert "max_steps" in str(e.value)  # the valid keys are listed
+    f.write_text("[trian]\nmax_steps = 3\n", encoding="utf-8")
+    with pytest.raises(SokhanError, match="unknown table \\[trian\\]"):
+        load_config(TrainConfig, f)
+    f.write_text("max_steps = 3\n", encoding="utf-8")
+    with pytest.raises(SokhanError, match="outside a table"):
+        load_config(TrainConfig, f)
+    f.write_text("[prepare]\nvocab_size = 512\n[train]\nmax_steps = 3\n", encoding="utf-8")  # another command's table
+    assert load_config(TrainConfig, f).max_steps == 3
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("eval_interval", 0, "eval_interval must be ≥ 1, got 0"),
+    ("max_steps", 0, "max_steps must be ≥ 1"),
+    ("log_interval", 0, "log_interval must be ≥ 1"),
+    ("batch_size", 0, "batch_size must be ≥ 1"),
+    ("lr", 0.0, "lr must be > 0"),
+    ("beta2", 1.0, "beta2 must be in \\[0, 1\\)"),
+    ("dtype", "float16", "unknown dtype 'float16'; choose from auto, float32, bfloat16"),
+    ("device", "tpu", "unknown device 'tpu'"),
+    ("max_steps", "5", "max_steps must be an integer, got '5'"),
+    ("compile", 1, "compile must be true or false, got 1"),
+])
+def test_every_value_is_checked_when_a_config_is_built(field, value, message):
+    with pytest.raises(SokhanError, match=message):
+        TrainConfig(**{field: value})
+
+
+def test_types_widen_only_where_safe():
+    assert TrainConfig(lr=1).lr == 1.0 and isinstance(TrainConfig(lr=1).lr, float)  # TOML `lr = 1`
+    with pytest.raises(SokhanError, match="must be a finite number"):
+        TrainConfig(max_time=float("inf"))
+    with pytest.raises(SokhanError, match="n_layer must be an integer"):
+        ModelConfig(n_layer=2.5)
+
+
+def test_saved_model_config_is_checked_like_any_other(tmp_path):
+    saved = ModelConfig.create(preset="tiny").to_dict()
+    assert ModelConfig.from_dict(saved) == ModelConfig.create(preset="tiny")
+    with pytest.raises(SokhanError, match=r"unknown option 'n_layers' in .*; valid: preset, family"):
+        ModelConfig.from_dict({**saved, "n_layers": 3}, "run/config.json [model]")
+    with pytest.raises(SokhanError, match="unknown positional 'alibi'"):
+        ModelConfig.from_dict({**saved, "positional": "alibi"})
+
+
+def test_the_preset_belongs_to_the_model_config(tmp_path):
+    small = ModelConfig.create()
+    assert (small.preset, small.n_layer, small.n_embd, small.block_size, small.dropout) == ("small", 4, 128, 128, 0.1)
+    f = tmp_path / "run.toml"
+    f.write_text('[model]\npreset = "tiny"\nn_layer = 3\n', encoding="utf-8")
+    tiny = load_config(ModelConfig, f)
+    assert (tiny.preset, tiny.n_layer, tiny.n_embd) == ("tiny", 3, 64)  # the preset, then the table's values
+    assert ModelConfig().preset is None and ModelConfig().block_size == 256  # field defaults: no preset applied

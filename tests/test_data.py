@@ -164,11 +164,11 @@ def test_fatol_fallback_groups_when_alignment_fails(monkeypatch):
 
 
 def test_bad_source_specs(tmp_path):
-    with pytest.raises(SokhanError, match="no such file or folder: .*nothere.txt"):
+    with pytest.raises(SokhanError, match=r"no such file or folder: .*nothere.txt"):
         iter_documents(str(tmp_path / "nothere.txt"))
     with pytest.raises(SokhanError, match="valid forms"):
         iter_documents("wikipedia")
-    with pytest.raises(SokhanError, match="no .txt, .md or .jsonl"):
+    with pytest.raises(SokhanError, match=r"no .txt, .md or .jsonl"):
         iter_documents(str(tmp_path))
     with pytest.raises(SokhanError, match="no such file or folder"):
         iter_documents(f"hafez,{tmp_path / 'missing'}")  # checked eagerly, before reading hafez
@@ -362,7 +362,7 @@ def test_iter_windows_covers_every_token_once(tmp_path, n, batch, block):
     assert xs.tolist() == list(range(65000, 65000 + n - 1))
     assert all(x.shape == y.shape and x.shape[0] <= batch and x.shape[1] <= block for x, y in batches)
     assert all(x.shape[1] == block for x, _ in batches[:-1])
-    assert list(data.iter_windows(batch, block))[0][0].tolist() == batches[0][0].tolist()  # deterministic
+    assert next(iter(data.iter_windows(batch, block)))[0].tolist() == batches[0][0].tolist()  # deterministic
 
 
 def test_token_data_errors(tmp_path):

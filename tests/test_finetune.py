@@ -7,13 +7,12 @@ import pytest
 import torch
 
 from sokhan.api import LanguageModel
+from sokhan.config import FINETUNE_DEFAULTS, FinetuneConfig, TrainConfig
+from sokhan.constants import IGNORE_INDEX
 from sokhan.data.conversations import iter_conversations
 from sokhan.errors import SokhanError
-from sokhan.text.chat_template import ChatTemplate, Message
-from sokhan.constants import IGNORE_INDEX
-from sokhan.config import TrainConfig
-from sokhan.config import FINETUNE_DEFAULTS, FinetuneConfig
 from sokhan.recipes.finetune import finetune
+from sokhan.text.chat_template import ChatTemplate, Message
 from sokhan.train.sft import pack
 
 
@@ -75,12 +74,13 @@ def test_conversation_sources(sft_file, tmp_path):
     assert len(convs) == 80 and convs[0][1] == Message("assistant", "درود بر تو، خوش آمدی")
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "a", "response": "b"}\n{"messages": [{"role": "bot", "content": "x"}]}\n')
-    with pytest.raises(SokhanError, match="bad.jsonl:2"):
+    with pytest.raises(SokhanError, match=r"bad.jsonl:2"):
         list(iter_conversations(str(bad)))
     import datasets
 
     datasets.Dataset.from_dict({"prompt": ["سلام"], "response": ["درود"]}).save_to_disk(str(tmp_path / "hf"))
-    assert list(iter_conversations(f"hf:{tmp_path / 'hf'}")) == [[Message("user", "سلام"), Message("assistant", "درود")]]
+    expected = [[Message("user", "سلام"), Message("assistant", "درود")]]
+    assert list(iter_conversations(f"hf:{tmp_path / 'hf'}")) == expected
     chatterbot = list(iter_conversations("chatterbot"))
     assert len(chatterbot) > 500 and all(c[0].role == "user" and c[1].role == "assistant" for c in chatterbot)
 

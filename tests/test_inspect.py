@@ -13,6 +13,7 @@ import torch
 
 from sokhan.api import LanguageModel
 from sokhan.cli import main
+from sokhan.config import ModelConfig
 from sokhan.errors import SokhanError
 from sokhan.eval.bpc import sequence_nll
 from sokhan.inspect import (
@@ -28,9 +29,8 @@ from sokhan.inspect import (
 )
 from sokhan.inspect.render import display, matplotlib_lays_out_text, shape, token_texts, visible
 from sokhan.models import build_model
-from sokhan.models.components import apply_rotary, sinusoidal_table
-from sokhan.config import ModelConfig
 from sokhan.models.checkpoint import save_checkpoint
+from sokhan.models.components import apply_rotary, sinusoidal_table
 
 TEXT = "دل من در هوای روی تو"
 

@@ -147,3 +147,26 @@ def test_loss_ignores_masked_targets():
     logits, loss = out.logits, out.loss
     expected = torch.nn.functional.cross_entropy(logits[0, 5:], y[0, 5:])
     assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_every_family_follows_the_model_protocol():
+    """Named outputs and declared capabilities, the same for every family (models/protocol.py)."""
+    from sokhan.config import FAMILIES as FAMILY_NAMES
+    from sokhan.models import FAMILIES, Capabilities, ModelOutput, build_model
+
+    assert tuple(FAMILIES) == FAMILY_NAMES  # the config's choices are the registered families
+    x = torch.randint(0, 50, (2, 8))
+    for name in FAMILIES:
+        model = build_model(ModelConfig(family=name, vocab_size=50, n_layer=1, n_head=2, n_embd=16, block_size=16,
+                                        order=3)).eval()
+        caps = model.capabilities
+        assert isinstance(caps, Capabilities)
+        out = model(x, x, need_weights=True)
+        assert isinstance(out, ModelOutput) and out.logits.shape == (2, 8, 50) and out.loss.ndim == 0
+        assert (out.attentions is not None) == caps.attention, name
+        assert (model.input_embeddings() is None) == caps.lookup, name
+        assert caps.windowed == (name in ("gpt", "bert"))
+        if caps.causal:
+            cache = model.new_cache(2)
+            model(x[:, :5], cache=cache)
+            assert cache.length == 5

@@ -12,12 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import sokhan.models.ngram as ngram_module
+from sokhan.config import ModelConfig, SampleConfig
 from sokhan.errors import SokhanError
-from sokhan.config import SampleConfig
 from sokhan.infer.sampling import generate_ids
-from sokhan.config import ModelConfig
-from sokhan.models.ngram import NGramLM, modified_discounts
 from sokhan.models.checkpoint import load_weights, save_checkpoint
+from sokhan.models.ngram import NGramLM, modified_discounts
 
 
 def make(order: int, vocab_size: int, smoothing: str = "modified", **kw) -> NGramLM:
@@ -130,7 +129,8 @@ def test_interpolated_equals_nltk_kneser_ney():
         model = make(order, len(vocab), "interpolated", discount=discount)
         model.fit(np.array([ids[w] for w in words], dtype=np.uint16))
         seen = contexts_of(np.array([ids[w] for w in words]), order)
-        unseen = [(ids["mat"], ids["dog"])[: order - 1], (ids["<UNK>"],), (ids["cat"], ids["the"], ids["sat"])[: order - 1]]
+        unseen = [(ids["mat"], ids["dog"])[: order - 1], (ids["<UNK>"],),
+                  (ids["cat"], ids["the"], ids["sat"])[: order - 1]]
         checked = 0
         for ctx in seen + unseen:
             ours = model.next_token_probs(list(ctx))

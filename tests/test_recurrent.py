@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from sokhan.api import LanguageModel
+from sokhan.config import TrainConfig
 from sokhan.data.prepare import PrepareConfig, prepare
 from sokhan.errors import SokhanError
 from sokhan.eval.bpc import sequence_nll
 from sokhan.models import ModelConfig, build_model
-from sokhan.config import TrainConfig
 from sokhan.recipes.pretrain import pretrain
 from sokhan.train.tasks import StreamBatch, StreamLMTask
 
@@ -75,7 +75,7 @@ def test_stream_batches_continue_each_row_and_wrap(hafez_chars):
 
 
 def test_bptt_longer_than_the_data_is_one_clear_error(hafez_chars):
-    with pytest.raises(SokhanError, match="BPTT length .* larger than the data"):
+    with pytest.raises(SokhanError, match=r"BPTT length .* larger than the data"):
         StreamLMTask(str(hafez_chars), batch_size=10_000, block_size=64, device=torch.device("cpu"))
 
 

@@ -24,9 +24,9 @@ pytest.importorskip("uvicorn")
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
+from helpers import ServerThread  # noqa: E402
 from sokhan.api import LanguageModel  # noqa: E402
 from sokhan.serve import create_app  # noqa: E402
-from helpers import ServerThread  # noqa: E402
 
 KEY = "test-key-123"
 NAME = "tiny-hafez"
@@ -318,7 +318,7 @@ def test_concurrent_streams_are_each_complete_and_correct(slow):
     def worker(seed: int) -> None:
         try:
             results[seed] = stream_chat(slow.url, seed, 40)
-        except BaseException as e:  # noqa: BLE001 - reported below
+        except BaseException as e:
             errors.append(e)
 
     threads = [threading.Thread(target=worker, args=(s,)) for s in seeds]
@@ -491,8 +491,8 @@ def test_inspect_reply_size_is_capped(server, monkeypatch):
 
 def untrained(lm: LanguageModel, family: str) -> LanguageModel:
     """`lm`'s tokenizer on a small untrained model of another family: what the family rules need."""
-    from sokhan.models import build_model
     from sokhan.config import ModelConfig
+    from sokhan.models import build_model
 
     cfg = ModelConfig(family=family, vocab_size=lm.model.config.vocab_size, block_size=32, n_layer=3, n_head=2,
                       n_embd=16)

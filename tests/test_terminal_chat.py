@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from sokhan.errors import SokhanError
 from sokhan.config import SampleConfig
+from sokhan.errors import SokhanError
 from sokhan.infer.terminal_chat import TerminalChat, use_utf8
 
 ENV = {"COLUMNS": "200", "PATH": "/usr/bin:/bin", "HOME": str(Path.home()), "TERM": "dumb"}
@@ -88,7 +88,7 @@ def test_eof_leaves_and_seed_none_stays_none():
 
 def test_ctrl_c_during_reply_keeps_what_was_printed():
     lm = FakeLM(interrupt_on="long")
-    session, status, out, err = chat(lm, ["long", "next"])
+    _, status, out, err = chat(lm, ["long", "next"])
     assert status == 0
     assert out == "1:\n2:next\n"
     assert "(reply stopped)" in err
@@ -108,7 +108,7 @@ def test_ctrl_c_at_the_prompt_leaves_cleanly():
 
 def test_unanswerable_message_is_dropped_and_chat_goes_on():
     lm = FakeLM(refuse="huge")
-    session, status, out, err = chat(lm, ["huge", "small"])
+    _, status, out, err = chat(lm, ["huge", "small"])
     assert status == 0 and out == "1:small\n"
     assert any(line.startswith("error:") and "99 tokens" in line for line in err.splitlines())
     assert lm.calls[0][0] == [{"role": "user", "content": "small"}]

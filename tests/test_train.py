@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from sokhan.api import LanguageModel
+from sokhan.config import SampleConfig, TrainConfig
 from sokhan.data.prepare import PrepareConfig, prepare
+from sokhan.infer.sampling import generate_ids
 from sokhan.models import GPT, ModelConfig
 from sokhan.models.checkpoint import (
     load_trainer_state,
@@ -16,8 +18,6 @@ from sokhan.models.checkpoint import (
     resolve_model_dir,
     save_checkpoint,
 )
-from sokhan.config import SampleConfig, TrainConfig
-from sokhan.infer.sampling import generate_ids
 from sokhan.recipes.pretrain import pretrain
 
 TINY = dict(n_layer=2, n_head=2, n_embd=32, block_size=32)
@@ -42,9 +42,9 @@ def test_training_lowers_validation_loss(hafez_data, tmp_path):
     assert len(vals) == 2
     first_train = next(r for r in result.history if r["split"] == "train")["loss"]
     assert vals[-1]["loss"] < first_train - 0.5  # well below the untrained loss (≈ ln 400 ≈ 6.0)
+    val_split = json.loads((hafez_data / "meta.json").read_text())["splits"]["val"]
     assert vals[-1]["bpc"] == pytest.approx(vals[-1]["loss"] / 0.6931471805599453
-                                            * json.loads((hafez_data / "meta.json").read_text())["splits"]["val"]["tokens"]
-                                            / json.loads((hafez_data / "meta.json").read_text())["splits"]["val"]["chars"])
+                                            * val_split["tokens"] / val_split["chars"])
     assert (tmp_path / "run" / "loss.png").stat().st_size > 1000
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert {r["split"] for r in rows} == {"train", "val"}

@@ -16,10 +16,9 @@ pytest.importorskip("fastapi")
 sync_api = pytest.importorskip("playwright.sync_api")
 
 from conftest import chromium_executable, local_page  # noqa: E402
-
+from helpers import ServerThread  # noqa: E402
 from sokhan.api import LanguageModel  # noqa: E402
 from sokhan.serve import create_app  # noqa: E402
-from helpers import ServerThread  # noqa: E402
 
 KEY = "page-key"
 MESSAGE = "سلام! یک بیت از حافظ بخوان."

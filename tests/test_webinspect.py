@@ -18,11 +18,11 @@ pytest.importorskip("fastapi")
 sync_api = pytest.importorskip("playwright.sync_api")
 
 from conftest import chromium_executable, local_page  # noqa: E402
-
+from helpers import ServerThread  # noqa: E402
 from sokhan.api import LanguageModel  # noqa: E402
+from sokhan.inspect import plot_attention, read_html_data  # noqa: E402
 from sokhan.inspect.attention import attention_maps  # noqa: E402
 from sokhan.serve import create_app  # noqa: E402
-from helpers import ServerThread  # noqa: E402
 
 KEY = "inspect-key"
 SENTENCE = "الا یا ایها الساقی"
@@ -58,7 +58,7 @@ def visible(token: str) -> str:
 def drawn_weights(page) -> list[list[float]]:
     """The heatmap's cells as a T×T matrix of the weights they were coloured by."""
     cells = page.eval_on_selector_all("#heatmap rect.cell",
-                                      "rs => rs.map(r => [+r.dataset.q, +r.dataset.k, +r.dataset.weight])")
+                                      "rs => rs.map(r => [+r.dataset.row, +r.dataset.col, +r.dataset.value])")
     t = int(len(cells) ** 0.5)
     matrix = [[0.0] * t for _ in range(t)]
     for q, k, w in cells:
@@ -112,7 +112,7 @@ def test_inspect_view_draws_a_persian_heatmap_and_bars(page, lm, tmp_path):
 
     # right to left: the first key is the rightmost column, and the row labels sit right of the grid
     def box(q, k):
-        return page.locator(f'#heatmap rect.cell[data-q="{q}"][data-k="{k}"]').bounding_box()
+        return page.locator(f'#heatmap rect.cell[data-row="{q}"][data-col="{k}"]').bounding_box()
     first, last = box(T - 1, 0), box(T - 1, T - 1)
     assert first["x"] > last["x"]
     assert page.locator("#heatmap .row-labels text").first.bounding_box()["x"] >= first["x"] + first["width"] - 1
@@ -137,7 +137,7 @@ def test_inspect_view_draws_a_persian_heatmap_and_bars(page, lm, tmp_path):
     expected_next = lm.next_token_probs(SENTENCE, 7)
     assert page.locator("#next-bars .bar-token").all_text_contents() == [visible(t) for t, _ in expected_next]
     assert all("٪" in v or "%" in v for v in page.locator("#next-bars .bar-value").all_text_contents())
-    probs = [float(bars.nth(i).get_attribute("data-prob")) for i in range(7)]
+    probs = [float(bars.nth(i).get_attribute("data-value")) for i in range(7)]
     assert probs == sorted(probs, reverse=True)
     assert page.locator("#inspect-status").inner_text().strip() == ""
 
@@ -174,6 +174,63 @@ def test_layer_and_head_choices_redraw(page, lm):
     page.goto(page.url.split("#")[0] + "#inspect")
     expect(page.locator("#inspect-view")).to_be_visible()
     expect(page.locator("#temperature")).to_be_hidden()  # the chat's controls are the chat's
+
+
+def test_offline_page_is_drawn_by_the_same_renderer(browser, lm, tmp_path):
+    """`sokhan inspect`'s standalone page: view.js draws its embedded JSON, cell for cell, fetching nothing."""
+    expect = sync_api.expect
+    picture = plot_attention(lm, SENTENCE, tmp_path, layer=0)  # head 0, head 1, their mean
+    panel = read_html_data(picture.html)["panels"][1]
+    assert panel["title"] == "layer 0 · head 1"
+    url = picture.html.resolve().as_uri()
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    outside: list[str] = []
+    errors: list[str] = []
+
+    def route(r):
+        if r.request.url == url:
+            r.continue_()
+        else:
+            outside.append(r.request.url)
+            r.abort()
+
+    context.route("**/*", route)
+    page = context.new_page()
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        page.goto(url)
+        heatmap = page.locator("figure").nth(1).locator("svg.heatmap")
+        cells = heatmap.locator("rect.cell").evaluate_all(
+            "rs => rs.map(r => [+r.dataset.row, +r.dataset.col, +r.dataset.value, r.classList.contains('masked'), "
+            "r.getAttribute('fill')])")
+        T = len(panel["rows"])
+        assert len(cells) == T * T
+        drawn = [[0.0] * T for _ in range(T)]
+        for row, col, value, masked, fill in cells:
+            drawn[row][col] = value
+            assert masked == panel["mask"][row][col]
+            assert (fill == "url(#masked-hatch)") == masked  # the decoder's future is hatched, nothing else
+        assert drawn == panel["values"]
+        assert sum(masked for *_, masked, _ in cells) == T * (T - 1) // 2
+        expect(page.locator("pattern#masked-hatch")).to_have_count(1)  # one hatch for the three heatmaps
+        assert heatmap.locator(".row-labels text").all_text_contents() == panel["rows"]
+        assert heatmap.locator(".col-labels text").all_text_contents() == panel["cols"]
+
+        # hovering a cell shows its value in #tip; a masked cell says why it is empty
+        tip = page.locator("#tip")
+        expect(tip).to_be_hidden()
+        heatmap.locator(f'rect.cell[data-row="{T - 1}"][data-col="1"]').hover()
+        expect(tip).to_be_visible()
+        expect(tip).to_contain_text(panel["rows"][T - 1])
+        expect(tip).to_contain_text(panel["cols"][1])
+        shown = re.search(r"attention weight \(probability\): ([0-9.e-]+)", tip.inner_text())
+        assert shown and abs(float(shown.group(1)) - panel["values"][T - 1][1]) < 5e-5
+        heatmap.locator('rect.cell[data-row="0"][data-col="1"]').hover()
+        expect(tip).to_contain_text(panel["mask_label"])
+    finally:
+        context.close()
+    assert not outside, outside
+    assert not errors, errors
 
 
 def test_errors_show_in_the_view(page):

@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_cli import assert_one_line_error, sokhan
 
 from sokhan.api import LanguageModel
 from sokhan.cli import main
@@ -15,6 +14,7 @@ from sokhan.eval.bpc import bits_per_char, sequence_nll
 from sokhan.eval.leaderboard import summarize
 from sokhan.models import ModelConfig, build_model
 from sokhan.train.optim import lr_at
+from test_cli import assert_one_line_error, sokhan
 
 FAMILIES = ("ngram-2", "ngram-3", "rnn", "lstm", "gru", "gpt", "bert")
 
@@ -99,3 +99,11 @@ def test_family_mixups_are_one_clear_line(zoo, tmp_path):
     assert_one_line_error(sokhan("sample", str(zoo / "bert")), "fill")
     assert_one_line_error(sokhan("eval", str(zoo / "bert"), str(zoo / "leaderboard.md")), "bert")
     assert_one_line_error(sokhan("finetune", "--base", str(zoo / "ngram-2"), "--out-dir", str(tmp_path / "c")), "ngram")
+
+
+def test_every_zoo_family_has_a_recipe():
+    from sokhan.config import ZOO_FAMILIES
+    from sokhan.recipes.zoo import RECIPES
+
+    assert tuple(RECIPES) == ZOO_FAMILIES
+    assert all(model["family"] == name for name, (model, _) in RECIPES.items())

@@ -8,7 +8,26 @@ from sokhan.config.sample import SampleConfig
 from sokhan.config.serve import ServeConfig
 from sokhan.config.train import FINETUNE_DEFAULTS, FinetuneConfig, TrainConfig
 
-__all__ = ["Config", "coerce", "config_values", "field_specs", "load_config", "option", "read_table",
-           "NormalizerConfig", "PrepareConfig", "DEFAULT_PRESET", "FAMILIES", "PRESETS", "ModelConfig",
-           "ZOO_FAMILIES", "DemoConfig", "ZooConfig", "SampleConfig", "ServeConfig", "FINETUNE_DEFAULTS",
-           "FinetuneConfig", "TrainConfig"]
+__all__ = [
+           "DEFAULT_PRESET",
+           "FAMILIES",
+           "FINETUNE_DEFAULTS",
+           "PRESETS",
+           "ZOO_FAMILIES",
+           "Config",
+           "DemoConfig",
+           "FinetuneConfig",
+           "ModelConfig",
+           "NormalizerConfig",
+           "PrepareConfig",
+           "SampleConfig",
+           "ServeConfig",
+           "TrainConfig",
+           "ZooConfig",
+           "coerce",
+           "config_values",
+           "field_specs",
+           "load_config",
+           "option",
+           "read_table",
+]

@@ -7,6 +7,9 @@ from typing import ClassVar
 
 from sokhan.config.base import Config, option
 
+DOC_SPLITS = ("blank-line", "line", "file")    # how a text file is cut into documents (sokhan.data.sources)
+DECODE_ERROR_MODES = ("fail", "skip")          # what an undecodable line does
+
 
 # The normalizer's options, declared once: `NormalizerConfig` has them, and `PrepareConfig` (whose
 # flags set them for a corpus) too.
@@ -51,9 +54,9 @@ class PrepareConfig(Config):
     seed: int = option(1337, "seed of the train/validation split hash")
     text_field: str = option("text", "the field that holds the text in .jsonl files and Hugging Face datasets")
     doc_split: str = option("blank-line", "how a .txt/.md file is cut into documents: at blank lines, at every "
-                            "line, or the whole file as one", choices=("blank-line", "line", "file"))
+                            "line, or the whole file as one", choices=DOC_SPLITS)
     on_decode_error: str = option("fail", "a line that is not valid UTF-8: stop with file:line, or skip it with "
-                                  "a warning", choices=("fail", "skip"))
+                                  "a warning", choices=DECODE_ERROR_MODES)
     digits: str = _digits()
     remove_diacritics: bool = _remove_diacritics()
     join_affixes: bool = _join_affixes()

@@ -63,7 +63,8 @@ class ModelConfig(Config):
                                       "leaves the fused attention kernel (1.5× slower)", low=0, high=1,
                                       high_open=True)
     positional: str = option("learned", "how the Transformer knows word order: learned vectors (GPT-2), the "
-                             "paper's sinusoids, rotary RoPE, or none", choices=("learned", "sinusoidal", "rope", "none"))
+                             "paper's sinusoids, rotary RoPE, or none",
+                             choices=("learned", "sinusoidal", "rope", "none"))
     norm: str = option("layernorm", "normalization layer: LayerNorm, or RMSNorm (no centring, as in LLaMA)",
                        choices=("layernorm", "rmsnorm"))
     prenorm: bool = option(True, "normalize before each sublayer (GPT-2 on); --no-prenorm is the paper's "

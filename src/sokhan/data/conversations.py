@@ -26,7 +26,8 @@ from sokhan.data.sources import iter_hf_rows, iter_jsonl_objects, iter_lines, pa
 from sokhan.errors import SokhanError
 from sokhan.text.chat_template import ROLES, Message, check_messages
 
-VALID_FORMS = "a .jsonl file (messages or prompt/response), hf:NAME_OR_PATH[:SPLIT], chatterbot, or several joined by commas"
+VALID_FORMS = ("a .jsonl file (messages or prompt/response), hf:NAME_OR_PATH[:SPLIT], chatterbot, or several joined "
+               "by commas")
 
 
 def record_to_messages(record: dict[str, Any], where: str) -> list[Message]:

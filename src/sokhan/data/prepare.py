@@ -6,7 +6,8 @@ Pipeline (everything streams; neither the corpus nor its token ids are ever held
    (`PersianNormalizer`); whitespace-only documents are dropped;
 2. split by *document*, deterministically: blake2b(seed, the document's opening) -> a number
    in [0, 1); below `val_fraction` goes to val. Documents that open alike (duplicates, two
-   editions of one ghazal) land in the same split, so no text is in both. (Python's `hash()` is randomized per process, so it is not used.)
+   editions of one ghazal) land in the same split, so no text is in both. (Python's `hash()` is
+   randomized per process, so it is not used.)
    The normalized documents are cached in two temporary JSONL files as they go by, so the
    source is read once (a streamed hub dataset is downloaded once);
 3. train the tokenizer on the train documents only (val stays unseen, for honest eval);
@@ -110,7 +111,7 @@ def prepare(cfg: PrepareConfig, progress: bool = True) -> Path:
 def _build(cfg: PrepareConfig, normalizer: PersianNormalizer, raw_docs: Iterator[str], tmp: Path,
            bar: _Progress) -> dict:
     # ---- pass 1: normalize, split, cache; the train documents stream into the tokenizer trainer
-    counts = {s: 0 for s in SPLITS}
+    counts = dict.fromkeys(SPLITS, 0)
     caches = {s: tmp / f"{s}.docs.jsonl" for s in SPLITS}
     task = bar.add("reading + training tokenizer")
     with open(caches["train"], "w", encoding="utf-8") as ftrain, open(caches["val"], "w", encoding="utf-8") as fval:
@@ -140,7 +141,8 @@ def _build(cfg: PrepareConfig, normalizer: PersianNormalizer, raw_docs: Iterator
     splits = {}
     for split in SPLITS:
         task = bar.add(f"encoding {split}", total=counts[split])
-        splits[split] = _encode_split(tok, caches[split], tmp / f"{split}.bin", dtype, lambda n, t=task: bar.advance(t, n))
+        splits[split] = _encode_split(tok, caches[split], tmp / f"{split}.bin", dtype,
+                                      lambda n, t=task: bar.advance(t, n))
         caches[split].unlink()
     _check_val(cfg, splits["val"])
 

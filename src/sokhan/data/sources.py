@@ -32,12 +32,9 @@ from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
 
+from sokhan.config.data import DECODE_ERROR_MODES, DOC_SPLITS
 from sokhan.errors import SokhanError
 
-EMBEDDED = ("hafez", "fatol-hafez")
-DOC_SPLITS = ("blank-line", "line", "file")
-DECODE_ERROR_MODES = ("fail", "skip")
-TEXT_SUFFIXES = (".txt", ".md")
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
 FOLDER_SUFFIXES = (".txt", ".md", ".jsonl")
 VALID_FORMS = ("hafez, fatol-hafez, a .txt/.md/.jsonl file, a folder of them, hf:NAME_OR_PATH[:SPLIT], "
@@ -220,7 +217,7 @@ def iter_hf_rows(name: str, split: str, columns: list[str] | None = None) -> Ite
     if local.is_dir():
         try:
             ds = datasets.load_from_disk(str(local))
-        except Exception as e:  # noqa: BLE001 - the library raises many kinds
+        except Exception as e:
             raise SokhanError(f"{label}: cannot load dataset ({_first_line(e)})") from None
         if isinstance(ds, datasets.DatasetDict):
             if split not in ds:
@@ -229,7 +226,7 @@ def iter_hf_rows(name: str, split: str, columns: list[str] | None = None) -> Ite
     else:
         try:
             ds = datasets.load_dataset(name, split=split, streaming=True)
-        except Exception as e:  # noqa: BLE001 - network, missing dataset, bad split...
+        except Exception as e:
             raise SokhanError(f"{label}:{split}: cannot load dataset ({_first_line(e)})") from None
     present = getattr(ds, "column_names", None)
     columns = columns or present

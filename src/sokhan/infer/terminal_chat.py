@@ -24,6 +24,7 @@ Decisions, and why:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import sys
@@ -63,10 +64,8 @@ def use_utf8(*streams: TextIO) -> None:
         reconfigure = getattr(stream, "reconfigure", None)
         if reconfigure is None:
             continue
-        try:
+        with contextlib.suppress(ValueError, OSError):  # e.g. stdin already read from: keep what it has
             reconfigure(encoding="utf-8", errors="replace")
-        except (ValueError, OSError):  # e.g. stdin already read from: keep what it has
-            pass
 
 
 class TerminalChat:
@@ -89,10 +88,8 @@ class TerminalChat:
         use_utf8(self.stdin, self.stdout, self.stderr)
         interactive = self._isatty(self.stdin)
         if interactive and self._uses_input():
-            try:
-                import readline  # noqa: F401  (input() then gets line editing and history)
-            except ImportError:
-                pass
+            with contextlib.suppress(ImportError):  # not on every platform
+                import readline  # noqa: F401  (imported for its effect: input() gets line editing and history)
         self.info(f"sokhan chat · model {self.lm.path} · /help for commands, /quit or Ctrl-D to leave")
         prompt = PROMPT if interactive else ""
         while True:

@@ -1,8 +1,9 @@
 """Write a `Picture` as one standalone HTML file: the data as JSON, drawn by an inline script.
 
 The page needs nothing from the network (no CDN, no web fonts): `view.js`, shipped inside
-the package, builds inline SVG from the embedded JSON and shows each cell's, bar's or
-point's value on hover. The browser shapes Persian itself; labels only need `dir`/a font.
+the package, builds inline SVG (and a list of bars) from the embedded JSON and shows each
+cell's, bar's or point's value on hover. The same file draws the web server's Inspect view,
+which serves it as /static/view.js. The browser shapes Persian itself; labels only need `dir`/a font.
 """
 
 from __future__ import annotations
@@ -28,9 +29,16 @@ figcaption { font-weight: bold; font-size: .95em; margin-bottom: .3em; }
 svg text { font-family: %(fonts)s; }
 .tokens { display: flex; flex-wrap: wrap; gap: 3px; max-width: 60em; }
 .tokens span { padding: 2px 5px; border: 1px solid #666; border-radius: 3px; white-space: pre; }
-.bar { height: 12px; max-width: 40em; margin-top: .6em; border: 1px solid #999; }
-.barlabels { display: flex; justify-content: space-between; max-width: 40em; font-size: .85em; }
-#tip { position: absolute; display: none; pointer-events: none; background: #fffbe6; border: 1px solid #aaa;
+.ramp { height: 12px; max-width: 40em; margin-top: .6em; border: 1px solid #999; }
+.ramp-labels { display: flex; justify-content: space-between; max-width: 40em; font-size: .85em; }
+ol.bars { list-style: none; margin: 0; padding: 0; width: 30em; display: flex; flex-direction: column; gap: .3em; }
+.bar { display: grid; grid-template-columns: minmax(3em, 9em) 1fr 4.5em; align-items: center; gap: .5em; }
+.bar-token { overflow: hidden; text-overflow: ellipsis; white-space: nowrap; unicode-bidi: plaintext;
+             text-align: right; }
+.bar-track { height: 1em; background: #eee; border-radius: 3px; overflow: hidden; }
+.bar-fill { display: block; height: 100%%; background: #1f77b4; }
+.bar-value { font-size: .85em; color: #444; text-align: end; }
+#tip { position: fixed; z-index: 10; pointer-events: none; background: #fffbe6; border: 1px solid #aaa;
        padding: 4px 7px; font-size: .9em; border-radius: 3px; box-shadow: 1px 1px 4px #0003; max-width: 30em; }
 .note { font-size: .8em; color: #666; }
 """
@@ -68,7 +76,7 @@ def write_html(picture: Picture, path: str | Path) -> Path:
 {subtitle}
 <div id="panels"></div>
 <p class="note">Made by <code>sokhan inspect</code>; hover over a cell, bar, token or point to read its value.</p>
-<div id="tip"></div>
+<div id="tip" role="tooltip" hidden></div>
 <script type="application/json" id="{DATA_ID}">{embed_json(data)}</script>
 <script>
 {view_script()}

@@ -31,7 +31,8 @@ from torch import nn
 
 from sokhan.errors import SokhanError
 
-WEIGHTS, CONFIG, TOKENIZER, STATE, LATEST = "model.safetensors", "config.json", "tokenizer.json", "trainer_state.pt", "latest"
+WEIGHTS, CONFIG, TOKENIZER, STATE = "model.safetensors", "config.json", "tokenizer.json", "trainer_state.pt"
+LATEST = "latest"
 
 
 def _fsync_dir(path: Path) -> None:

@@ -1,7 +1,7 @@
 """The Transformer, component by component ("Attention Is All You Need", Vaswani et al. 2017).
 
-Each class is one box of the paper's Figure 1, named after it, so the GPT decoder here and
-the encoder / encoder–decoder models of later chapters are assembled from the same parts.
+Each class is one box of the paper's Figure 1, named after it, so the GPT decoder and the BERT
+encoder (and an encoder–decoder) are assembled from the same parts.
 Modern variants (pre-norm, RMSNorm, RoPE, GELU, SwiGLU) are switches on the same parts.
 """
 

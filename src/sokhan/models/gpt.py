@@ -65,7 +65,8 @@ class TransformerLM(nn.Module):
         """GPT-2 initialisation: N(0, 0.02), residual projections scaled by 1/√(2·n_layer)."""
         for name, p in self.named_parameters():
             if p.dim() >= 2:
-                std = 0.02 / math.sqrt(2 * self.config.n_layer) if name.endswith(("out.weight", "down.weight")) else 0.02
+                residual = name.endswith(("out.weight", "down.weight"))
+                std = 0.02 / math.sqrt(2 * self.config.n_layer) if residual else 0.02
                 nn.init.normal_(p, mean=0.0, std=std)
             elif name.endswith("bias"):
                 nn.init.zeros_(p)

@@ -382,10 +382,8 @@ class NGramLM(nn.Module):
         for m, level in enumerate(levels):  # context length m: the m tokens before position pos
             start = pos - m
             usable = start >= 0
-            if m:
-                ctx = np.where(usable, grams[m - 1][np.maximum(start, 0)], -1)
-            else:
-                ctx = np.zeros(pos.size, dtype=np.int64)
+            ctx = (np.where(usable, grams[m - 1][np.maximum(start, 0)], -1) if m
+                   else np.zeros(pos.size, dtype=np.int64))
             seen = ctx >= 0
             seen[seen] = level.total[ctx[seen]] > 0
             if not seen.any():
@@ -467,4 +465,5 @@ class NGramLM(nn.Module):
 
     def extra_repr(self) -> str:
         cfg = self.config
-        return f"order={cfg.order}, smoothing={cfg.smoothing}, vocab_size={cfg.vocab_size}, entries={self.num_parameters():,}"
+        return (f"order={cfg.order}, smoothing={cfg.smoothing}, vocab_size={cfg.vocab_size}, "
+                f"entries={self.num_parameters():,}")

@@ -31,12 +31,11 @@ sequence. Callers pass `source=` only to a model whose capabilities say it needs
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, NamedTuple, Protocol
+from typing import ClassVar, NamedTuple, Protocol
 
 import torch
 
-if TYPE_CHECKING:
-    from sokhan.config import ModelConfig
+from sokhan.config import ModelConfig
 
 
 class ModelOutput(NamedTuple):

@@ -10,7 +10,6 @@ gradients: it is counted, in one pass, and saved through the same checkpoint cod
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -81,7 +80,8 @@ def count_ngrams(model: nn.Module, cfg: TrainConfig, run_config: dict[str, Any],
     order = model.config.order
     if train.num_tokens < order:
         raise SokhanError(f"the train split has {train.num_tokens} tokens, fewer than the order {order}")
-    console.print(f"model: ngram, order {order}, {model.config.smoothing} Kneser-Ney; counting {train.num_tokens:,} tokens")
+    console.print(f"model: ngram, order {order}, {model.config.smoothing} Kneser-Ney; "
+                  f"counting {train.num_tokens:,} tokens")
     t0 = time.perf_counter()
     model.fit(np.asarray(train.tokens))
     elapsed = time.perf_counter() - t0

@@ -48,6 +48,7 @@ from sokhan.config import SampleConfig
 from sokhan.errors import SokhanError
 from sokhan.infer.sampling import StreamStats
 from sokhan.inspect.attention import attention_maps
+from sokhan.inspect.html import view_script
 from sokhan.models.checkpoint import run_folder
 from sokhan.serve.errors import APIError, install_handlers
 from sokhan.serve.schemas import (
@@ -380,6 +381,11 @@ def create_app(lm: LanguageModel, *, model_name: str | None = None, api_key: str
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
         return FileResponse(str(STATIC / "index.html"), headers={"Cache-Control": "no-cache"})
+
+    # the renderer of the Inspect view is the one `sokhan inspect` embeds in its pages: one file, served from there
+    @app.get("/static/view.js", include_in_schema=False)
+    async def view_js() -> Response:
+        return Response(view_script(), media_type="application/javascript", headers={"Cache-Control": "no-cache"})
 
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
     return app

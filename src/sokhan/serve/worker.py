@@ -20,6 +20,7 @@ a reply is being sampled, and wait their turn like any other request.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import threading
 from collections.abc import Callable
@@ -79,7 +80,7 @@ class Job:
                 self.emit("text", piece)
                 if self.cancelled:
                     break
-        except Exception as e:  # noqa: BLE001 - handed to the request, which turns it into an error reply
+        except Exception as e:
             self.emit("error", e)
         else:
             self.emit("done", self.progress)
@@ -110,21 +111,17 @@ class Call:
                 self.future.set_result(result)
 
     def _send(self, *args: Any) -> None:
-        try:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting
             self.loop.call_soon_threadsafe(self._settle, *args)
-        except RuntimeError:  # the loop is closed: nobody is waiting
-            pass
 
     def drop(self) -> None:
-        try:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting
             self.loop.call_soon_threadsafe(self.future.cancel)
-        except RuntimeError:
-            pass
 
     def run(self, lm: LanguageModel) -> None:
         try:
             result = self.fn(lm)
-        except Exception as e:  # noqa: BLE001 - raised again in the request, which turns it into an error reply
+        except Exception as e:
             self._send(None, e)
         else:
             self._send(result)

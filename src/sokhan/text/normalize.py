@@ -102,8 +102,8 @@ class PersianNormalizer:
 
 # 'می' is also a noun, "wine" — everywhere in Hafez. After a preposition or a wine vessel,
 # or before a word that cannot be a verb stem, it stays a separate word ('به می سجاده').
-WINE_BEFORE = frozenset("به از با بی ز جام ساغر ساقی باده".split())
-WINE_AFTER = frozenset("است و ناب لعل باقی کهن".split())
+WINE_BEFORE = frozenset(["به", "از", "با", "بی", "ز", "جام", "ساغر", "ساقی", "باده"])
+WINE_AFTER = frozenset(["است", "و", "ناب", "لعل", "باقی", "کهن"])
 
 
 def _join_verb_prefix(m: re.Match[str]) -> str:

@@ -11,7 +11,7 @@ downstream (shards, models, sampling, chat) sees one interface whatever the kind
   `<0x00>`…`<0xFF>` as fallback for anything unseen, so no text is ever lost.
 
 Special tokens are reserved at fixed ids from the start so that fine-tuning (chat roles)
-and masked-LM (`<|mask|>`) can use them later without resizing the embedding.
+and masked-LM (`<|mask|>`) use them without resizing the embedding.
 """
 
 from __future__ import annotations

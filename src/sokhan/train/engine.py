@@ -123,7 +123,8 @@ class Trainer:
         if cfg.resume:
             self.restore()
         elif (self.run_dir / "checkpoints").exists():
-            raise SokhanError(f"{self.run_dir} already has checkpoints; pass --resume to continue, or another --out-dir")
+            raise SokhanError(f"{self.run_dir} already has checkpoints; pass --resume to continue, "
+                              f"or another --out-dir")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         metrics = MetricsLog(self.run_dir, append=cfg.resume)
         log = metrics.write
@@ -133,7 +134,8 @@ class Trainer:
         result = TrainResult(self.run_dir, self.step, self.tokens, self.elapsed)
         progress = Progress(TextColumn("[bold]train"), BarColumn(), TextColumn("step {task.fields[step]}"),
                             TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[tps]} tok/s"),
-                            TimeRemainingColumn(), console=self.console, disable=not (cfg.progress and self.console.is_terminal),
+                            TimeRemainingColumn(), console=self.console,
+                            disable=not (cfg.progress and self.console.is_terminal),
                             transient=False)
         saved_at = -1
         t_last, tokens_last = time.perf_counter(), self.tokens

@@ -17,11 +17,15 @@ METRICS = "metrics.jsonl"
 
 
 class MetricsLog:
-    """Rows appended to a run's metrics.jsonl as they come (flushed, so a crash loses nothing written), kept in `rows`."""
+    """Rows appended to a run's metrics.jsonl as they come, kept in `rows`.
+
+    Each row is flushed as it is written, so a crash loses nothing logged; the file stays open for
+    the whole run (the engine closes it).
+    """
 
     def __init__(self, run_dir: str | Path, append: bool):
         self.path = Path(run_dir) / METRICS
-        self.file = open(self.path, "a" if append else "w", encoding="utf-8")
+        self.file = open(self.path, "a" if append else "w", encoding="utf-8")  # noqa: SIM115 - open for the run
         self.rows: list[dict[str, Any]] = []
 
     def write(self, row: dict[str, Any]) -> None:

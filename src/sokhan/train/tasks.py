@@ -131,7 +131,8 @@ class StreamLMTask(CausalLMTask):
 
     def state_dict(self) -> dict[str, Any]:
         hidden = self.carry.hidden
-        hidden = [] if hidden is None else [h.detach().cpu() for h in (hidden if isinstance(hidden, tuple) else (hidden,))]
+        parts = () if hidden is None else hidden if isinstance(hidden, tuple) else (hidden,)  # LSTM: (h, c)
+        hidden = [h.detach().cpu() for h in parts]
         return {"position": self.position, "hidden": hidden}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

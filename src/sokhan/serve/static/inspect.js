@@ -1,18 +1,16 @@
 // sokhan's "Inspect" view: where the model looks (attention heatmap) and what it expects next
-// (next-token bar chart). It asks the server's own endpoints, POST /inspect/attention and
-// POST /inspect/next, with the key from the header like the chat does. Drawn right to left:
-// the first token is the rightmost column, and the row labels sit on the right.
+// (next-token bars). It asks the server's own endpoints, POST /inspect/attention and
+// POST /inspect/next, with the key from the header like the chat does, and draws with
+// SokhanView (/static/view.js, the renderer of `sokhan inspect`'s offline pages too). Drawn right
+// to left: the first token is the rightmost column, and the row labels sit on the right.
 "use strict";
 
 (() => {
   const $ = (id) => document.getElementById(id);
-  const SVG = "http://www.w3.org/2000/svg";
   const number = new Intl.NumberFormat("fa-IR");
   const weightFormat = new Intl.NumberFormat("fa-IR", { minimumFractionDigits: 4, maximumFractionDigits: 4 });
-  const percent = new Intl.NumberFormat("fa-IR",
-    { style: "percent", minimumFractionDigits: 1, maximumFractionDigits: 1 });
   // white to deep green (ColorBrewer "Greens"), in steps the eye reads as even
-  const RAMP = ["#f7fcf5", "#c7e9c0", "#74c476", "#238b45", "#00441b"];
+  const RAMP = [[247, 252, 245], [199, 233, 192], [116, 196, 118], [35, 139, 69], [0, 68, 27]];
 
   let info = null;      // /health's "inspect": {family, attention: {layers, heads, max_tokens} | null, next_token}
   let shown = null;     // the attention on screen: {text, tokens, causal, layer, heads: [head][query][key]}
@@ -136,23 +134,11 @@
 
   // --- drawing --------------------------------------------------------------------------------
 
+  const tip = $("heat-tip");
+
   // A token as it can be seen: spaces and line breaks as visible marks.
   function visible(token) {
     return token.replace(/ /g, "␣").replace(/\n/g, "↵").replace(/\t/g, "⇥") || "∅";
-  }
-
-  function colour(t) {  // t in [0, 1] → a colour on RAMP
-    const x = Math.min(1, Math.max(0, t)) * (RAMP.length - 1);
-    const i = Math.min(RAMP.length - 2, Math.floor(x));
-    const [a, b] = [RAMP[i], RAMP[i + 1]].map((hex) => [1, 3, 5].map((j) => parseInt(hex.slice(j, j + 2), 16)));
-    return `rgb(${a.map((v, j) => Math.round(v + (b[j] - v) * (x - i))).join(",")})`;
-  }
-
-  function svg(tag, attrs, parent) {
-    const el = document.createElementNS(SVG, tag);
-    for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, String(v));
-    if (parent) parent.appendChild(el);
-    return el;
   }
 
   function selectedMatrix() {
@@ -167,10 +153,6 @@
     const weights = selectedMatrix();
     const T = tokens.length;
     const labels = tokens.map(visible);
-    const cell = Math.max(8, Math.min(30, Math.floor(520 / T)));
-    const font = Math.max(7, Math.min(14, cell - 4));
-    const pad = Math.min(130, 10 + font * 0.75 * Math.max(...labels.map((l) => l.length)));  // room for labels
-    const size = T * cell;
     const masked = (q, k) => causal && k > q;
     // the colour scale tops at the largest weight, leaving out a decoder's first row: its one
     // query can only look at itself (weight 1), which would wash every other cell out
@@ -180,87 +162,30 @@
     }));
     max = max || 1;
 
-    const root = svg("svg", { id: "heatmap", width: size + pad, height: size + pad, direction: "rtl",
-      viewBox: `0 0 ${size + pad} ${size + pad}`, role: "img", "font-size": font,
-      "aria-label": `نقشه‌ی توجه لایه‌ی ${number.format(shown.layer + 1)}، ${number.format(T)} توکن`,
-    });
+    const root = SokhanView.heatmap({
+      values: weights, rows: labels, cols: labels, row_name: "پرسش", col_name: "کلید", value_name: "وزن",
+      stops: RAMP, vmin: 0, vmax: max, colorbar: false,  // #heat-legend is the colour key
+      mask: causal ? weights.map((row, q) => row.map((_, k) => masked(q, k))) : null,
+      mask_label: "پوشیده: کلید در آینده‌ی پرسش است",
+    }, { rtl: true, tip, format: (v) => weightFormat.format(v) });
+    root.id = "heatmap";
+    root.setAttribute("role", "img");
+    root.setAttribute("aria-label", `نقشه‌ی توجه لایه‌ی ${number.format(shown.layer + 1)}، ${number.format(T)} توکن`);
     Object.assign(root.dataset, { tokens: T, layer: shown.layer, head: $("inspect-head").value });
-    const defs = svg("defs", {}, root);
-    const hatch = svg("pattern", { id: "masked-hatch", width: 6, height: 6, patternUnits: "userSpaceOnUse",
-      patternTransform: "rotate(45)" }, defs);
-    svg("rect", { width: 6, height: 6, fill: "#ecebe6" }, hatch);
-    svg("line", { x1: 0, y1: 0, x2: 0, y2: 6, stroke: "#c9c6bd", "stroke-width": 2 }, hatch);
-
-    // x of key k: the first key is the rightmost column (right to left); y of query q: top down
-    const x = (k) => (T - 1 - k) * cell;
-    const y = (q) => pad + q * cell;
-    const cells = svg("g", { class: "cells" }, root);
-    for (let q = 0; q < T; q++) {
-      for (let k = 0; k < T; k++) {
-        const rect = svg("rect", { x: x(k), y: y(q), width: cell, height: cell, "data-q": q, "data-k": k,
-          class: masked(q, k) ? "cell masked" : "cell",
-          fill: masked(q, k) ? "url(#masked-hatch)" : colour(weights[q][k] / max) }, cells);
-        rect.dataset.weight = String(weights[q][k]);
-      }
-    }
-    // text-anchor "end" in an rtl svg puts a label's left edge at its x: the labels grow away from the grid
-    const rows = svg("g", { class: "row-labels", "text-anchor": "end", "dominant-baseline": "central" }, root);
-    const cols = svg("g", { class: "col-labels", "text-anchor": "end", "dominant-baseline": "central" }, root);
-    labels.forEach((label, i) => {
-      svg("text", { x: size + 5, y: y(i) + cell / 2 }, rows).textContent = label;
-      const cx = x(i) + cell / 2, cy = pad - 5;
-      svg("text", { x: cx, y: cy, transform: `rotate(-90 ${cx} ${cy})` }, cols).textContent = label;
-    });
     $("heatmap-box").replaceChildren(root);
 
     $("legend-max").textContent = weightFormat.format(max);
     document.querySelector("#heat-legend .legend-ramp").style.background =
-      `linear-gradient(to left, ${RAMP.join(", ")})`;
-    document.querySelector("#heat-legend .legend-masked").hidden = !causal;
+      `linear-gradient(to left, ${RAMP.map((c) => `rgb(${c})`).join(", ")})`;
     $("heat-legend").hidden = false;
   }
 
   function drawBars(top) {
-    const best = Math.max(...top.map((t) => t.prob)) || 1;
-    $("next-bars").replaceChildren(...top.map(({ token, prob }) => {
-      const li = document.createElement("li");
-      li.className = "bar";
-      li.dataset.prob = String(prob);
-      const name = document.createElement("span");
-      name.className = "bar-token";
-      name.textContent = visible(token);
-      const track = document.createElement("span");
-      track.className = "bar-track";
-      const fill = document.createElement("span");
-      fill.className = "bar-fill";
-      fill.style.inlineSize = (100 * prob / best).toFixed(1) + "%";  // the likeliest fills its track
-      track.appendChild(fill);
-      const value = document.createElement("span");
-      value.className = "bar-value";
-      value.textContent = percent.format(prob);
-      li.append(name, track, value);
-      return li;
-    }));
+    const list = SokhanView.bars({
+      labels: top.map((t) => visible(t.token)), values: top.map((t) => t.prob),
+      label_name: "توکن", value_name: "احتمال", percent: true,
+    }, { locale: "fa-IR", tip });
+    list.id = "next-bars";
+    $("next-bars").replaceWith(list);
   }
-
-  // --- the tooltip: query, key and weight of the cell under the pointer ---------------------------
-
-  const tip = $("heat-tip");
-  $("heatmap-box").addEventListener("mousemove", (e) => {
-    const target = e.target;
-    if (!shown || !(target instanceof SVGRectElement) || !target.classList.contains("cell")) {
-      tip.hidden = true;
-      return;
-    }
-    const q = Number(target.dataset.q), k = Number(target.dataset.k);
-    const line = (label, i) => `${label}: «${visible(shown.tokens[i])}» (${number.format(i + 1)})`;
-    const weight = target.classList.contains("masked") ? "پوشیده: کلید در آینده‌ی پرسش است"
-      : "وزن: " + weightFormat.format(Number(target.dataset.weight));
-    tip.textContent = [line("پرسش", q), line("کلید", k), weight].join("\n");
-    tip.hidden = false;
-    // beside the pointer, kept inside the window
-    tip.style.left = Math.max(4, Math.min(e.clientX + 14, window.innerWidth - tip.offsetWidth - 4)) + "px";
-    tip.style.top = Math.max(4, Math.min(e.clientY + 14, window.innerHeight - tip.offsetHeight - 4)) + "px";
-  });
-  $("heatmap-box").addEventListener("mouseleave", () => { tip.hidden = true; });
 })();
