@@ -31,9 +31,7 @@ from pathlib import Path
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the tests' helpers: a tiny model
-from helpers import train_tiny_model
-
+TESTS = Path(__file__).resolve().parents[1] / "tests"  # the tests' helpers train a tiny model when none is given
 PROMPTS = ["سلام، حالت چطور است؟", "یک بیت از حافظ بخوان.", "دل", "از عشق بگو.", "الا یا ایها الساقی"]
 
 
@@ -155,6 +153,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         model = Path(args.model) if args.model else None
         if model is None:
+            sys.path.insert(0, str(TESTS))
+            from helpers import train_tiny_model  # torch and the recipes: loaded only when a model is to be trained
+
             print("training a tiny model (no model folder given)...", flush=True)
             model = train_tiny_model(Path(tmp) / "tiny", max_steps=60)
         port = free_port()

@@ -2,7 +2,7 @@
 
 import pytest
 
-from sokhan.config import ModelConfig, TrainConfig, load_config
+from sokhan.config import ModelConfig, PrepareConfig, TrainConfig, load_config
 from sokhan.errors import SokhanError
 
 
@@ -101,3 +101,30 @@ def test_the_preset_belongs_to_the_model_config(tmp_path):
     tiny = load_config(ModelConfig, f)
     assert (tiny.preset, tiny.n_layer, tiny.n_embd) == ("tiny", 3, 64)  # the preset, then the table's values
     assert ModelConfig().preset is None and ModelConfig().block_size == 256  # field defaults: no preset applied
+
+
+def test_config_limits_agree_with_the_code_they_guard():
+    from sokhan.config.data import BPE_MIN_VOCAB
+    from sokhan.config.train import FinetuneConfig
+    from sokhan.text.tokenizers import SPECIAL_TOKENS, train_bpe
+
+    assert len(SPECIAL_TOKENS) + 256 + 1 == BPE_MIN_VOCAB
+    with pytest.raises(SokhanError, match="above"):
+        train_bpe(["سلام"], BPE_MIN_VOCAB - 1)
+    with pytest.raises(SokhanError, match=f"vocab_size must be ≥ {BPE_MIN_VOCAB}"):
+        PrepareConfig(vocab_size=100)
+    assert PrepareConfig(tokenizer="char", vocab_size=100).vocab_size == 100  # a character vocabulary has no floor
+    with pytest.raises(SokhanError, match="unknown LoRA target 'outt'"):
+        FinetuneConfig(lora=True, lora_targets=["qkv", "outt"])
+    with pytest.raises(SokhanError, match="seed must be in"):
+        TrainConfig(seed=2**70)
+
+
+def test_an_option_that_moved_says_where_it_went(tmp_path):
+    f = tmp_path / "run.toml"
+    f.write_text('[train]\npreset = "tiny"\n', encoding="utf-8")
+    with pytest.raises(SokhanError, match=r"'preset' in \[train\] .* is now a model option: --preset"):
+        load_config(TrainConfig, f)
+    f.write_text('[normalize]\ndigits = "latin"\n', encoding="utf-8")  # read from config.json, not from TOML
+    with pytest.raises(SokhanError, match="unknown table \\[normalize\\]"):
+        load_config(TrainConfig, f)

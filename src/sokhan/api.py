@@ -24,7 +24,7 @@ from sokhan.eval.bpc import sequence_nll
 from sokhan.infer.chat import chat_prompt, stream_reply
 from sokhan.infer.sampling import stream_text
 from sokhan.models.trained import TrainedModel
-from sokhan.text.chat_template import Message
+from sokhan.text.chat_template import ChatTemplate, Message
 from sokhan.units import bits_per_char
 
 Messages = Iterable[Message | Mapping[str, str]]
@@ -43,6 +43,11 @@ class LanguageModel(TrainedModel):
 
     def generate(self, prompt: str = "", **sample: Any) -> str:
         return "".join(self.stream(prompt, **sample))
+
+    @property
+    def chat_template(self) -> ChatTemplate:
+        """The template fine-tuning rendered conversations with (roles as special tokens, `<|end|>` closes a turn)."""
+        return ChatTemplate(self.tokenizer, self.normalize)
 
     def chat_prompt(self, messages: Messages, max_new_tokens: int) -> list[int]:
         """Prompt ids for the next reply, the history trimmed so the reply fits the context."""

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import math
 
+LN2 = math.log(2)  # nats per bit
+
 
 def bits_per_char(nats: float, chars: int) -> float:
     """Total negative log-likelihood in nats (natural log) → bits per character of a text of `chars` characters."""
-    return nats / math.log(2) / chars
+    return nats / LN2 / chars

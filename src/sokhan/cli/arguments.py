@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 from rich.console import Console
 
 from sokhan.config import Config, field_specs
-from sokhan.config.train import DEVICE_HELP
+from sokhan.config.train import DEVICE_HELP, check_device
 from sokhan.errors import SokhanError
 
 console = Console(stderr=True)  # progress, results and errors; stdout carries only what a command outputs
@@ -79,7 +79,20 @@ def add_config_file(parser: argparse.ArgumentParser, *sections: str) -> None:
 def add_model_folder(parser: argparse.ArgumentParser, what: str = "model") -> None:
     """The model a command reads (a run folder or one of its checkpoints) and where to run it."""
     parser.add_argument("model", help=f"the {what}: a run folder (its latest checkpoint) or a checkpoint folder")
-    parser.add_argument("--device", default="auto", help=f"{DEVICE_HELP} (default: auto)")
+    add_device(parser)
+
+
+def add_device(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", type=device, default="auto", help=f"{DEVICE_HELP} (default: auto)")
+
+
+def device(text: str) -> str:
+    """An argparse type: a device name as the configs accept it (checked before any model loads)."""
+    try:
+        check_device(text)
+    except SokhanError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
 
 
 def at_least(low: int) -> Callable[[str], int]:

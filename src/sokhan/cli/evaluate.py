@@ -15,7 +15,7 @@ HELP = "bits per character of a text file under a model"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_folder(parser)
     parser.add_argument("file", help="a UTF-8 text file, scored as one document")
-    parser.add_argument("--stride", type=at_least(1), default=None,
+    parser.add_argument("--stride", type=at_least(1), metavar="N", default=None,
                         help="a Transformer's sliding-window stride in tokens (default: half its context)")
 
 

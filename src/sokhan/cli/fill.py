@@ -13,7 +13,8 @@ HELP = "a BERT-style model's top guesses for each <mask> in a sentence"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_folder(parser, "masked LM (family bert)")
     parser.add_argument("text", help='text with one or more <mask>, e.g. "دل <mask> است"')
-    parser.add_argument("--top-k", type=at_least(1), default=5, help="candidates to print per mask (default: 5)")
+    parser.add_argument("--top-k", type=at_least(1),
+                        metavar="N", default=5, help="candidates to print per mask (default: 5)")
 
 
 def run(args: argparse.Namespace) -> None:

@@ -30,17 +30,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     q = view("attention", "attention weights per layer and head as heatmaps (gpt, bert)")
     q.add_argument("text", help="the text the model reads")
-    q.add_argument("--layer", type=at_least(0), default=None, help="one layer (0-based; default: all)")
-    q.add_argument("--head", type=at_least(0), default=None, help="one head (0-based; default: all, and their mean)")
-    q.add_argument("--max-tokens", type=at_least(1), default=64, help="read at most this many tokens (default: 64)")
+    q.add_argument("--layer", type=at_least(0), metavar="N", default=None, help="one layer (0-based; default: all)")
+    q.add_argument("--head", type=at_least(0),
+                   metavar="N", default=None, help="one head (0-based; default: all, and their mean)")
+    q.add_argument("--max-tokens", type=at_least(1),
+                   metavar="N", default=64, help="read at most this many tokens (default: 64)")
     view("positions", "the positional encoding: matrix, curves, similarity of positions (gpt, bert)")
     q = view("next", "top-k next tokens, and each token's surprisal in bits (causal models)")
     q.add_argument("text", help="the text the model reads")
-    q.add_argument("--top-k", type=at_least(1), default=10, help="next tokens to show (default: 10)")
-    q.add_argument("--max-tokens", type=at_least(1), default=None,
+    q.add_argument("--top-k", type=at_least(1), metavar="N", default=10, help="next tokens to show (default: 10)")
+    q.add_argument("--max-tokens", type=at_least(1), metavar="N", default=None,
                    help="read at most the last N tokens (default: the model's context)")
     q = view("embeddings", "2-D PCA of the token embeddings, the most frequent tokens named")
-    q.add_argument("--top", type=at_least(1), default=40, help="tokens to name (default: 40)")
+    q.add_argument("--top", type=at_least(1), metavar="N", default=40, help="tokens to name (default: 40)")
     q = view("curves", "loss and bits/char against steps and tokens, one or several runs", model=False)
     q.add_argument("runs", nargs="+", help="run folders (with metrics.jsonl)")
 

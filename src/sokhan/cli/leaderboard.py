@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sokhan.cli.arguments import console
-from sokhan.config.train import DEVICE_HELP
+from sokhan.cli.arguments import add_device, console
 
 NAME = "leaderboard"
 HELP = "bits per character of trained runs on their held-out text: table + plot"
@@ -15,7 +14,7 @@ HELP = "bits per character of trained runs on their held-out text: table + plot"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("runs", nargs="+", help="run folders (from `sokhan train`)")
     parser.add_argument("--out-dir", default=".", help="where leaderboard.md, .png and .html go (default: .)")
-    parser.add_argument("--device", default="auto", help=f"{DEVICE_HELP} (default: auto)")
+    add_device(parser)
 
 
 def run(args: argparse.Namespace) -> None:

@@ -16,7 +16,7 @@ HELP = "generate text from a trained model (streams to the terminal)"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_folder(parser)
     parser.add_argument("--prompt", default="", help="the text to continue (default: the start of a document)")
-    parser.add_argument("--num-samples", type=at_least(1), default=1,
+    parser.add_argument("--num-samples", type=at_least(1), metavar="N", default=1,
                         help="how many continuations; sample i uses seed + i (default: 1)")
     add_config_file(parser, "sample")
     add_config_flags(parser, SampleConfig())

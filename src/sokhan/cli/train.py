@@ -21,12 +21,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from sokhan.cli.report import report  # torch loads when the command runs, never for --help
+    from sokhan.models import FAMILIES
     from sokhan.recipes.pretrain import pretrain
 
     cfg = load_config(TrainConfig, args.config, given(args, TrainConfig))
     model = config_values(ModelConfig, args.config, given(args, ModelConfig))
     checked = ModelConfig.create(**model)  # every model option checked before any data is read
     next_step = f"sokhan sample {cfg.out_dir}"
-    if checked.family == "bert":
+    if not FAMILIES[checked.family].capabilities.causal:
         next_step = f"sokhan fill {cfg.out_dir} \"… <mask> …\""
     return report(pretrain(cfg, model, console), next_step)

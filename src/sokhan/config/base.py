@@ -38,6 +38,7 @@ else:  # pragma: no cover - exercised only on Python 3.10
     import tomli as tomllib
 
 C = TypeVar("C", bound="Config")
+SEED_MIN, SEED_MAX = -(2**63), 2**64 - 1  # what torch.Generator.manual_seed accepts
 
 
 @dataclass(frozen=True)
@@ -163,6 +164,7 @@ class Config:
     """
 
     section: ClassVar[str] = ""
+    moved: ClassVar[dict[str, str]] = {}  # options that now live elsewhere: name → where (said if one is given)
 
     def __post_init__(self) -> None:
         for name, spec in field_specs(type(self)).items():
@@ -181,17 +183,20 @@ class Config:
     @classmethod
     def from_dict(cls: type[C], data: Mapping[str, Any], where: str = "") -> C:
         """Build from a saved mapping (a config.json section): every field as it was, unknown keys an error."""
-        check_keys(cls, data, where or cls.section)
+        check_keys(cls, data, where or cls.__name__)
         return cls(**data)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
-def check_keys(cls: type, keys: Mapping[str, Any] | set[str], where: str) -> None:
+def check_keys(cls: type[Config], keys: Mapping[str, Any] | set[str], where: str) -> None:
     unknown = sorted(set(keys) - set(field_specs(cls)))
     if unknown:
-        raise SokhanError(f"unknown option '{unknown[0]}' in {where}; valid: {', '.join(field_specs(cls))}")
+        name = unknown[0]
+        if name in cls.moved:
+            raise SokhanError(f"'{name}' in {where} is now {cls.moved[name]}")
+        raise SokhanError(f"unknown option '{name}' in {where}; valid: {', '.join(field_specs(cls))}")
 
 
 def coerce(cls: type, name: str, value: Any) -> Any:
@@ -199,10 +204,9 @@ def coerce(cls: type, name: str, value: Any) -> Any:
 
     Values that are not strings (from TOML, JSON or Python) pass through: `Config` checks them.
     """
-    specs = field_specs(cls)
-    if name not in specs:
-        raise SokhanError(f"unknown option '{name}' for {cls.__name__}; known: {', '.join(sorted(specs))}")
-    spec = specs[name]
+    if name not in field_specs(cls):
+        check_keys(cls, {name}, cls.__name__)
+    spec = field_specs(cls)[name]
     if spec.kind is list:
         if isinstance(value, str):
             value = json.loads(value) if value.startswith("[") else [value]

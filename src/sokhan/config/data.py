@@ -5,10 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from sokhan.config.base import Config, option
+from sokhan.config.base import SEED_MAX, SEED_MIN, Config, option
+from sokhan.errors import SokhanError
 
 DOC_SPLITS = ("blank-line", "line", "file")    # how a text file is cut into documents (sokhan.data.sources)
 DECODE_ERROR_MODES = ("fail", "skip")          # what an undecodable line does
+BPE_MIN_VOCAB = 8 + 256 + 1  # sokhan's 8 special tokens and the 256 bytes, and at least one merge (text/tokenizers)
+
+
+def check_bpe_vocab(tokenizer: str, vocab_size: int) -> None:
+    if tokenizer == "bpe" and vocab_size < BPE_MIN_VOCAB:
+        raise SokhanError(f"vocab_size must be ≥ {BPE_MIN_VOCAB} for a BPE tokenizer (special tokens + 256 bytes), "
+                          f"got {vocab_size}")
 
 
 # The normalizer's options, declared once: `NormalizerConfig` has them, and `PrepareConfig` (whose
@@ -29,7 +37,7 @@ def _join_affixes() -> bool:
 
 @dataclass(frozen=True)
 class NormalizerConfig(Config):
-    section: ClassVar[str] = "normalize"
+    """Read from a model's config.json; on the command line its options are `prepare`'s (no TOML table of its own)."""
 
     digits: str = _digits()
     remove_diacritics: bool = _remove_diacritics()
@@ -51,7 +59,7 @@ class PrepareConfig(Config):
     val_fraction: float = option(0.05, "share of documents held out for validation (split by a hash of each "
                                  "document's opening, so two editions of a poem land together)",
                                  low=0, high=0.5, low_open=True)
-    seed: int = option(1337, "seed of the train/validation split hash")
+    seed: int = option(1337, "seed of the train/validation split hash", low=SEED_MIN, high=SEED_MAX)
     text_field: str = option("text", "the field that holds the text in .jsonl files and Hugging Face datasets")
     doc_split: str = option("blank-line", "how a .txt/.md file is cut into documents: at blank lines, at every "
                             "line, or the whole file as one", choices=DOC_SPLITS)
@@ -60,6 +68,9 @@ class PrepareConfig(Config):
     digits: str = _digits()
     remove_diacritics: bool = _remove_diacritics()
     join_affixes: bool = _join_affixes()
+
+    def check(self) -> None:
+        check_bpe_vocab(self.tokenizer, self.vocab_size)
 
     def normalizer_config(self) -> NormalizerConfig:
         return NormalizerConfig(digits=self.digits, remove_diacritics=self.remove_diacritics,

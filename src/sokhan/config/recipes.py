@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from sokhan.config.base import Config, option
-from sokhan.config.model import PRESETS
+from sokhan.config.base import SEED_MAX, SEED_MIN, Config, option
+from sokhan.config.data import check_bpe_vocab
+from sokhan.config.model import MAX_NGRAM_ORDER, PRESETS
 from sokhan.config.train import DEVICE_HELP, check_device
 
 ZOO_FAMILIES = ("rnn", "lstm", "gru", "gpt", "bert")  # the networks with a recipe in sokhan.recipes.zoo
@@ -31,11 +32,13 @@ class DemoConfig(Config):
     eval_interval: int = option(250, "evaluate and save every N pretraining steps", low=1)
     chat_steps: int = option(300, "fine-tuning steps on the Persian dialogs (0: skip the chat model)", low=0)
     device: str = option("auto", DEVICE_HELP)
-    seed: int = option(1337, "seed of the data split, the weights, the batches and the samples")
+    seed: int = option(1337, "seed of the data split, the weights, the batches and the samples", low=SEED_MIN,
+                       high=SEED_MAX)
     progress: bool = option(True, "show progress bars (on a terminal)")
 
     def check(self) -> None:
         check_device(self.device)
+        check_bpe_vocab(self.tokenizer, self.vocab_size)
 
 
 @dataclass(frozen=True)
@@ -50,13 +53,14 @@ class ZooConfig(Config):
     budget: float = option(120.0, "seconds of training per neural network", low=0, low_open=True)
     families: list[str] = option(help="the networks to train (repeatable, or comma-separated)",
                                  choices=ZOO_FAMILIES, factory=lambda: list(ZOO_FAMILIES), what="zoo family")
-    orders: list[int] = option(help="n-gram orders to count (repeatable, or comma-separated)", low=1, high=8,
-                               factory=lambda: [2, 3, 4, 5, 6, 8])
+    orders: list[int] = option(help="n-gram orders to count (repeatable, or comma-separated)", low=1,
+                               high=MAX_NGRAM_ORDER, factory=lambda: [2, 3, 4, 5, 6, 8])
     block_size: int = option(128, "context and BPTT length, the same for every network", low=1)
     batch_size: int = option(0, "sequences per batch; 0: each family's own (see sokhan/recipes/zoo.py)", low=0)
     device: str = option("auto", DEVICE_HELP)
-    seed: int = option(1337, "seed of the data split, the weights and the batches")
+    seed: int = option(1337, "seed of the data split, the weights and the batches", low=SEED_MIN, high=SEED_MAX)
     progress: bool = option(True, "show progress bars (on a terminal)")
 
     def check(self) -> None:
         check_device(self.device)
+        check_bpe_vocab(self.tokenizer, self.vocab_size)

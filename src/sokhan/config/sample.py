@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from sokhan.config.base import Config, option
+from sokhan.config.base import SEED_MAX, SEED_MIN, Config, option
 
 
 @dataclass(frozen=True)
@@ -19,5 +19,5 @@ class SampleConfig(Config):
     top_p: float = option(1.0, "nucleus sampling: among the likeliest tokens that together reach this "
                           "probability (1: off)", low=0, high=1, low_open=True)
     seed: int | None = option(None, "seed of the sampler, for a repeatable text (unset: a new text each time)",
-                              low=-(2**63), high=2**64 - 1)
+                              low=SEED_MIN, high=SEED_MAX)
     stop: list[str] = option(help="stop before this text appears (repeatable)", factory=list)

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import ClassVar
 
-from sokhan.config.base import Config, option
+from sokhan.config.base import SEED_MAX, SEED_MIN, Config, option
 from sokhan.errors import SokhanError
 
 DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
@@ -21,6 +21,7 @@ def check_device(device: str) -> None:
 @dataclass(frozen=True)
 class TrainConfig(Config):
     section: ClassVar[str] = "train"
+    moved: ClassVar[dict[str, str]] = {"preset": "a model option: --preset, or preset in the [model] table"}
 
     data: str = option("runs/data/hafez", "a data folder written by `sokhan prepare`")
     out_dir: str = option("runs/pretrain", "the run folder: checkpoints/, metrics.jsonl, loss.png")
@@ -42,7 +43,8 @@ class TrainConfig(Config):
     eval_iters: int = option(20, "batches per evaluation", low=1)
     log_interval: int = option(10, "write a training row to metrics.jsonl every N steps", low=1)
     keep_checkpoints: int = option(2, "how many recent checkpoints to keep (0: every one)", low=0)
-    seed: int = option(1337, "seed of the initial weights, dropout and the order of batches")
+    seed: int = option(1337, "seed of the initial weights, dropout and the order of batches", low=SEED_MIN,
+                       high=SEED_MAX)
     device: str = option("auto", DEVICE_HELP)
     dtype: str = option("auto", "precision: auto (bf16 autocast on a CUDA GPU, float32 elsewhere), float32, or "
                         "bfloat16 (autocast; pays off on AMX CPUs from width 384)",
@@ -75,8 +77,9 @@ class FinetuneConfig(Config):
     lora_rank: int = option(8, "rank r of each adapter", low=1)
     lora_alpha: float = option(16.0, "LoRA's α: the update is scaled by α / r", low=0, low_open=True)
     lora_dropout: float = option(0.0, "dropout on the adapters' input", low=0, high=1, high_open=True)
-    lora_targets: list[str] = option(help="names of the linear layers to adapt (qkv, out, up, down)",
-                                     factory=lambda: ["qkv", "out"])
+    lora_targets: list[str] = option(help="the Transformer's linear layers to adapt: attention in (qkv) and out, "
+                                     "feed-forward up and down", choices=("qkv", "out", "up", "down"),
+                                     factory=lambda: ["qkv", "out"], what="LoRA target")
     merge: bool = option(False, "LoRA: also write the merged model to out_dir/merged")
 
     def check(self) -> None:

@@ -166,12 +166,15 @@ def leaderboard_picture(summaries: list[RunSummary], title: str) -> Picture:
     return Picture("leaderboard", title, panels, columns=2, panel_size=(6.0, 4.8))
 
 
-def write_leaderboard(summaries: list[RunSummary], out: Path, console: Console, title: str) -> Picture:
+def write_leaderboard(summaries: list[RunSummary], out: Path, console: Console, title: str) -> Picture | None:
     """Print the table; write leaderboard.md, and leaderboard.png/.html when some run has bits per character."""
     out.mkdir(parents=True, exist_ok=True)
     wide = Console(file=console.file, width=max(console.width, 120), quiet=console.quiet)  # whole rows, even in a log
     wide.print(table(summaries, title))
     (out / "leaderboard.md").write_text(markdown(summaries), encoding="utf-8")
+    if all(s.val_bpc is None for s in summaries):
+        console.print(f"table: {out / 'leaderboard.md'}   (no plot: no left-to-right model has bits per character)")
+        return None
     picture = save_picture(leaderboard_picture(summaries, title), out)
     console.print(f"table: {out / 'leaderboard.md'}   plot: {picture.png}")
     return picture

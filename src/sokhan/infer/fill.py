@@ -81,7 +81,7 @@ def fill_masks(lm: TrainedModel, text: str, top_k: int = 5) -> list[list[tuple[s
     accepted as the marker too. Probabilities come from the model's full softmax, but
     special tokens (bos, the mask itself, …) are never offered, so a mask's list sums to ≤ 1.
     """
-    lm.require_family("bert", f"filling in {USER_MASK}s (a masked LM)")
+    lm.require_masked(f"filling in {USER_MASK}s")
     if top_k < 1:
         raise SokhanError(f"top_k must be at least 1, got {top_k}")
     ids, positions = encode_with_masks(lm, text)

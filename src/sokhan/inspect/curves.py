@@ -120,15 +120,22 @@ def plot_curves(runs: list[str | Path], out_dir: str | Path) -> Picture:
     curves = [read_run(p, n) for p, n in zip(paths, names)]
     title = "Training curves: " + ", ".join(names)
     picture = curves_picture(curves, title if len(title) < 100 else f"Training curves of {len(names)} runs")
-    picture.subtitle = "solid: training batches; dashed with dots: validation (train bits/char = train loss on the " \
-                       "train split's characters-per-token)" if any(np.isfinite(c.train["bpc"]).any() for c in curves) \
-        else "solid: training batches; dashed with dots: validation"
+    picture.subtitle = key(curves)
     picture.extra["runs"] = curves
     return save_picture(picture, out_dir)
 
 
 def draw_loss_curve(run_dir: Path) -> None:
     """A run's own loss.png (and loss.html): loss and bits/char against steps, redrawn at every checkpoint."""
-    picture = curves_picture([read_run(run_dir)], f"{run_dir.name}: training curve", against=("step",))
-    picture.name = "loss"
+    run = read_run(run_dir)
+    picture = curves_picture([run], f"{run_dir.name}: training curve", against=("step",))
+    picture.name, picture.subtitle = "loss", key([run])
     save_picture(picture, run_dir)
+
+
+def key(runs: list[RunCurves]) -> str:
+    """What the lines are: the subtitle of every curves picture."""
+    if any(np.isfinite(r.train["bpc"]).any() for r in runs):
+        return ("solid: training batches; dashed with dots: validation (train bits/char = train loss on the train "
+                "split's characters-per-token)")
+    return "solid: training batches; dashed with dots: validation"

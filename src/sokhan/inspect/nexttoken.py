@@ -7,7 +7,6 @@ character. Both views come from one forward pass over the text (the model's own 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,11 +15,11 @@ import torch
 
 from sokhan.device import model_device
 from sokhan.errors import SokhanError
-from sokhan.inspect.picture import Bars, Picture, Tokens
-from sokhan.inspect.png import CHAR_INCHES, LINE_INCHES
+from sokhan.inspect.picture import CHAR_INCHES, LINE_INCHES, Bars, Picture, Tokens
 from sokhan.inspect.render import is_rtl, model_name, shorten, token_texts
 from sokhan.inspect.save import save_picture
 from sokhan.models.trained import TrainedModel
+from sokhan.units import LN2
 
 
 @dataclass
@@ -55,7 +54,7 @@ def next_token_view(lm: TrainedModel, text: str, k: int = 10, max_tokens: int | 
     surprisal = np.full(len(ids), np.nan)
     if len(ids) > 1:
         picked = logp[:-1].gather(1, torch.tensor(ids[1:]).unsqueeze(1)).squeeze(1)
-        surprisal[1:] = (-picked / math.log(2)).double().numpy()
+        surprisal[1:] = (-picked / LN2).double().numpy()
     probs, top = logp[-1].exp().topk(min(k, logp.size(-1)))
     names = token_texts(lm.tokenizer, top.tolist())
     return NextToken(ids, token_texts(lm.tokenizer, ids), surprisal, list(zip(names, probs.tolist())), cut)

@@ -89,6 +89,10 @@ class Bars:
                           "value_name": self.value_name, "percent": self.percent})
 
 
+CHAR_INCHES = 0.09  # about one character of 10-point text: the unit token boxes are measured in (PNG)
+LINE_INCHES = 0.36  # one line of token boxes
+
+
 @dataclass
 class Tokens:
     """A text as a row of token boxes coloured by a value (NaN: no value, drawn grey), with a colour bar."""

@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 from matplotlib.ticker import EngFormatter
 
-from sokhan.inspect.picture import XY, Bars, Heatmap, Picture, Tokens
+from sokhan.inspect.picture import CHAR_INCHES, LINE_INCHES, XY, Bars, Heatmap, Picture, Tokens
 from sokhan.inspect.render import display, font_family
 
 DPI = 110
@@ -79,8 +79,6 @@ def draw_bars(ax: Axes, p: Bars, inches: float) -> None:
     ax.grid(axis="x", alpha=0.3)
 
 
-CHAR_INCHES = 0.09  # about one character of 10-point text: the unit token boxes are measured in
-LINE_INCHES = 0.36  # one line of token boxes
 
 
 def draw_tokens(fig: Figure, ax: Axes, p: Tokens, size: tuple[float, float]) -> None:

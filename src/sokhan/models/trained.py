@@ -59,11 +59,11 @@ class TrainedModel:
     def capabilities(self) -> Capabilities:
         return self.model.capabilities
 
-    def require_family(self, families: str | tuple[str, ...], purpose: str) -> None:
-        """One clear error when a model of another family is handed to a command that cannot use it."""
-        families = (families,) if isinstance(families, str) else families
-        if self.family not in families:
-            raise SokhanError(f"{self.path} is a '{self.family}' model; {purpose} needs {' or '.join(families)}")
+    def require_masked(self, purpose: str) -> None:
+        """Filling in blanks needs a model that reads both sides: a masked encoder."""
+        if self.capabilities.causal:
+            raise SokhanError(f"{self.path} is a '{self.family}' model, which reads left to right; {purpose} needs "
+                              f"a masked LM (family bert)")
 
     def require_causal(self, purpose: str) -> None:
         """Sampling, chat and bits per character read text left to right: not a masked encoder."""

@@ -47,7 +47,8 @@ def finetune(ft: FinetuneConfig, cfg: TrainConfig, console: Console | None = Non
     """Fine-tune `ft.base` on `ft.data` with the engine as `cfg` says (FINETUNE_DEFAULTS: a gentle schedule)."""
     console = console or Console(stderr=True)
     base = TrainedModel.load(ft.base, device="cpu")
-    base.require_family("gpt", "fine-tuning into a chat model")
+    base.require_causal("fine-tuning into a chat model")
+    base.require_attention("the layers a chat fine-tune adapts")
     model, block = base.model.train(), base.block_size
     template = ChatTemplate(base.tokenizer, base.normalize)
     splits = load_splits(ft, cfg.seed)

@@ -19,8 +19,8 @@ from sokhan.data.prepare import prepare
 from sokhan.eval.leaderboard import RunSummary, summarize, write_leaderboard
 from sokhan.recipes.pretrain import pretrain
 
-# One model per family and its training settings, every option spelled out (nothing inherited
-# from a preset). Sizes and learning rates were picked by a
+# One model per family and its training settings: every option that shapes the network is spelled
+# out (the default preset fills the rest, which none of these families reads). Sizes and learning rates were picked by a
 # one-minute sweep on this corpus and a 2-core CPU (README, "The zoo"): at a budget of minutes
 # throughput decides, so one recurrent layer beats two, and dropout (which also turns off the
 # fused attention kernel on a CPU) only slows the Transformers down.

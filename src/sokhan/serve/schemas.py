@@ -13,10 +13,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from sokhan.config.base import SEED_MAX, SEED_MIN
 from sokhan.text.chat_template import Message
-
-# torch.Generator.manual_seed accepts exactly this range
-SEED_MIN, SEED_MAX = -(2**63), 2**64 - 1
 
 
 class _Strict(BaseModel):
