@@ -41,10 +41,10 @@ def browser():
 
 
 @contextlib.contextmanager
-def local_page(browser, url: str, height: int = 640) -> Iterator:
-    """A fresh page on the server at `url`. On leaving, it asserts the page fetched nothing from
-    anywhere else (no CDN, no web font) and raised no script error."""
-    context = browser.new_context(viewport={"width": 900, "height": height}, locale="fa-IR")
+def local_page(browser, url: str, height: int = 640, path: str = "/", width: int = 900) -> Iterator:
+    """A fresh page at `url + path` (a server, or a file:// page with path ""). On leaving, it asserts
+    the page fetched nothing from anywhere but `url` (no CDN, no web font) and raised no script error."""
+    context = browser.new_context(viewport={"width": width, "height": height}, locale="fa-IR")
     outside: list[str] = []
     errors: list[str] = []
 
@@ -59,8 +59,10 @@ def local_page(browser, url: str, height: int = 640) -> Iterator:
     page = context.new_page()
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.set_default_timeout(30_000)
-    page.goto(url + "/")
-    yield page
-    context.close()
+    try:
+        page.goto(url + path)
+        yield page
+    finally:
+        context.close()
     assert not outside, outside
     assert not errors, errors

@@ -182,23 +182,7 @@ def test_offline_page_is_drawn_by_the_same_renderer(browser, lm, tmp_path):
     picture = plot_attention(lm, SENTENCE, tmp_path, layer=0)  # head 0, head 1, their mean
     panel = read_html_data(picture.html)["panels"][1]
     assert panel["title"] == "layer 0 · head 1"
-    url = picture.html.resolve().as_uri()
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
-    outside: list[str] = []
-    errors: list[str] = []
-
-    def route(r):
-        if r.request.url == url:
-            r.continue_()
-        else:
-            outside.append(r.request.url)
-            r.abort()
-
-    context.route("**/*", route)
-    page = context.new_page()
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    try:
-        page.goto(url)
+    with local_page(browser, picture.html.resolve().as_uri(), height=900, path="", width=1400) as page:
         heatmap = page.locator("figure").nth(1).locator("svg.heatmap")
         cells = heatmap.locator("rect.cell").evaluate_all(
             "rs => rs.map(r => [+r.dataset.row, +r.dataset.col, +r.dataset.value, r.classList.contains('masked'), "
@@ -227,10 +211,6 @@ def test_offline_page_is_drawn_by_the_same_renderer(browser, lm, tmp_path):
         assert shown and abs(float(shown.group(1)) - panel["values"][T - 1][1]) < 5e-5
         heatmap.locator('rect.cell[data-row="0"][data-col="1"]').hover()
         expect(tip).to_contain_text(panel["mask_label"])
-    finally:
-        context.close()
-    assert not outside, outside
-    assert not errors, errors
 
 
 def test_errors_show_in_the_view(page):

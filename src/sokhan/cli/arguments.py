@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 from rich.console import Console
 
-from sokhan.config import Config, field_specs
+from sokhan.config import Config, field_specs, load_config
 from sokhan.config.train import DEVICE_HELP, check_device
 from sokhan.errors import SokhanError
 
+C = TypeVar("C", bound=Config)
 console = Console(stderr=True)  # progress, results and errors; stdout carries only what a command outputs
 
 
@@ -74,6 +75,17 @@ def add_config_file(parser: argparse.ArgumentParser, *sections: str) -> None:
     parser.add_argument("--config", metavar="FILE.toml", default=None,
                         help=f"a TOML file whose {tables} {'tables set' if len(sections) > 1 else 'table sets'} these "
                              f"options; flags typed here win")
+
+
+def add_config(parser: argparse.ArgumentParser, defaults: Config) -> None:
+    """A command with one config: `--config FILE.toml` (its table) and a flag per field."""
+    add_config_file(parser, type(defaults).section)
+    add_config_flags(parser, defaults)
+
+
+def config_from(args: argparse.Namespace, cls: type[C], base: C | None = None, skip: tuple[str, ...] = ()) -> C:
+    """The checked config a command runs with: (base or defaults) <- its --config table <- the flags typed."""
+    return load_config(cls, args.config, given(args, cls, skip), base=base)
 
 
 def add_model_folder(parser: argparse.ArgumentParser, what: str = "model") -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from sokhan.cli.arguments import add_config_file, add_config_flags, add_model_folder, given
-from sokhan.config import SampleConfig, load_config
+from sokhan.cli.arguments import add_config, add_model_folder, config_from
+from sokhan.config import SampleConfig
 
 NAME = "chat"
 HELP = "chat with a model in the terminal (/help inside lists the commands)"
@@ -14,15 +14,14 @@ HELP = "chat with a model in the terminal (/help inside lists the commands)"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_folder(parser, "chat model")
     parser.add_argument("--system", default="", help="the system prompt (change it inside with /system)")
-    add_config_file(parser, "sample")
-    add_config_flags(parser, SampleConfig())
+    add_config(parser, SampleConfig())
 
 
 def run(args: argparse.Namespace) -> int:
     from sokhan.api import LanguageModel  # torch loads when the command runs, never for --help
     from sokhan.infer.terminal_chat import TerminalChat
 
-    cfg = load_config(SampleConfig, args.config, given(args, SampleConfig))
+    cfg = config_from(args, SampleConfig)
     lm = LanguageModel.load(args.model, device=args.device)
     lm.require_causal("chat")
     return TerminalChat(lm, cfg, system=args.system).run()

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import argparse
 
-from sokhan.cli.arguments import add_config_file, add_config_flags, console, given
-from sokhan.config import DemoConfig, load_config
+from sokhan.cli.arguments import add_config, config_from, console
+from sokhan.config import DemoConfig
 
 NAME = "demo"
 HELP = "the whole story on the embedded Hafez corpus: prepare → pretrain → sample → fine-tune a chat"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_config_file(parser, "demo")
-    add_config_flags(parser, DemoConfig())
+    add_config(parser, DemoConfig())
 
 
 def run(args: argparse.Namespace) -> None:
     from sokhan.recipes.demo import run_demo  # torch loads when the command runs, never for --help
 
-    run_demo(load_config(DemoConfig, args.config, given(args, DemoConfig)), console)
+    run_demo(config_from(args, DemoConfig), console)

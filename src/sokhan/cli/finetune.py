@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from sokhan.cli.arguments import add_config_file, add_config_flags, console, given
-from sokhan.config import FINETUNE_DEFAULTS, FinetuneConfig, TrainConfig, load_config
+from sokhan.cli.arguments import add_config_file, add_config_flags, config_from, console
+from sokhan.config import FINETUNE_DEFAULTS, FinetuneConfig, TrainConfig
 
 NAME = "finetune"
 HELP = "supervised fine-tuning on conversations (full or LoRA): a chat model"
@@ -21,6 +21,6 @@ def run(args: argparse.Namespace) -> int:
     from sokhan.cli.report import report  # torch loads when the command runs, never for --help
     from sokhan.recipes.finetune import finetune
 
-    ft = load_config(FinetuneConfig, args.config, given(args, FinetuneConfig))
-    cfg = load_config(TrainConfig, args.config, given(args, TrainConfig, skip=("data",)), base=FINETUNE_DEFAULTS)
+    ft = config_from(args, FinetuneConfig)
+    cfg = config_from(args, TrainConfig, base=FINETUNE_DEFAULTS, skip=("data",))
     return report(finetune(ft, cfg, console), f"sokhan chat {cfg.out_dir}")

@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import argparse
 
-from sokhan.cli.arguments import add_config_file, add_config_flags, console, given
-from sokhan.config import PrepareConfig, load_config
+from sokhan.cli.arguments import add_config, config_from, console
+from sokhan.config import PrepareConfig
 
 NAME = "prepare"
 HELP = "normalize a corpus, train a tokenizer, write token shards"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_config_file(parser, "prepare")
-    add_config_flags(parser, PrepareConfig())
+    add_config(parser, PrepareConfig())
 
 
 def run(args: argparse.Namespace) -> None:
     from sokhan.data.prepare import prepare  # numpy and tokenizers load when the command runs, never for --help
 
-    cfg = load_config(PrepareConfig, args.config, given(args, PrepareConfig))
+    cfg = config_from(args, PrepareConfig)
     console.print(f"prepared data in {prepare(cfg)}")

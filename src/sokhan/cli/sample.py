@@ -6,8 +6,8 @@ import argparse
 import dataclasses
 import sys
 
-from sokhan.cli.arguments import add_config_file, add_config_flags, add_model_folder, at_least, given
-from sokhan.config import SampleConfig, load_config
+from sokhan.cli.arguments import add_config, add_model_folder, at_least, config_from
+from sokhan.config import SampleConfig
 
 NAME = "sample"
 HELP = "generate text from a trained model (streams to the terminal)"
@@ -18,14 +18,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prompt", default="", help="the text to continue (default: the start of a document)")
     parser.add_argument("--num-samples", type=at_least(1), metavar="N", default=1,
                         help="how many continuations; sample i uses seed + i (default: 1)")
-    add_config_file(parser, "sample")
-    add_config_flags(parser, SampleConfig())
+    add_config(parser, SampleConfig())
 
 
 def run(args: argparse.Namespace) -> None:
     from sokhan.api import LanguageModel  # torch loads when the command runs, never for --help
 
-    cfg = load_config(SampleConfig, args.config, given(args, SampleConfig))
+    cfg = config_from(args, SampleConfig)
     lm = LanguageModel.load(args.model, device=args.device)
     out = sys.stdout
     for i in range(args.num_samples):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from sokhan.cli.arguments import add_config_file, add_config_flags, console, given
-from sokhan.config import ModelConfig, TrainConfig, config_values, load_config
+from sokhan.cli.arguments import add_config_file, add_config_flags, config_from, console, given
+from sokhan.config import ModelConfig, TrainConfig, config_values
 
 NAME = "train"
 ALIASES = ("pretrain",)
@@ -24,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
     from sokhan.models import FAMILIES
     from sokhan.recipes.pretrain import pretrain
 
-    cfg = load_config(TrainConfig, args.config, given(args, TrainConfig))
+    cfg = config_from(args, TrainConfig)
     model = config_values(ModelConfig, args.config, given(args, ModelConfig))
     checked = ModelConfig.create(**model)  # every model option checked before any data is read
     next_step = f"sokhan sample {cfg.out_dir}"

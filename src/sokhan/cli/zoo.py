@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import argparse
 
-from sokhan.cli.arguments import add_config_file, add_config_flags, console, given
-from sokhan.config import ZooConfig, load_config
+from sokhan.cli.arguments import add_config, config_from, console
+from sokhan.config import ZooConfig
 
 NAME = "zoo"
 HELP = "every family on the Hafez corpus under one time budget each, then the leaderboard"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_config_file(parser, "zoo")
-    add_config_flags(parser, ZooConfig())
+    add_config(parser, ZooConfig())
 
 
 def run(args: argparse.Namespace) -> None:
     from sokhan.recipes.zoo import run_zoo  # torch loads when the command runs, never for --help
 
-    run_zoo(load_config(ZooConfig, args.config, given(args, ZooConfig)), console)
+    run_zoo(config_from(args, ZooConfig), console)
