@@ -220,7 +220,7 @@ def test_training_lowers_masked_loss_and_raises_accuracy(trained):
     assert after["loss"] < before["loss"] - 2.0     # untrained ≈ ln(vocab) ≈ 5.6
     assert after["accuracy"] > before["accuracy"] + 0.3
     assert after["accuracy"] > 0.4  # above guessing the commonest character (≈ 0.2): it reads the context
-    assert after["bpc"] is None
+    assert after["bpc_estimate"] is None
     assert (run / "loss.png").is_file()
 
 

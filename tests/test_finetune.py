@@ -1,5 +1,6 @@
 """Fine-tuning: the chat template, conversation sources, packing, full and LoRA training, merging."""
 
+import itertools
 import json
 from pathlib import Path
 
@@ -11,6 +12,8 @@ from sokhan.config import FINETUNE_DEFAULTS, FinetuneConfig, TrainConfig
 from sokhan.constants import IGNORE_INDEX
 from sokhan.data.conversations import iter_conversations
 from sokhan.errors import SokhanError
+from sokhan.models import GPT, ModelConfig
+from sokhan.models.lora import apply_lora, merge_lora
 from sokhan.recipes.finetune import finetune
 from sokhan.text.chat_template import ChatTemplate, Message
 from sokhan.train.sft import pack
@@ -132,3 +135,30 @@ def test_lora_trains_adapters_only_and_merges_exactly(base, sft_file, tmp_path):
 def test_merge_without_lora_is_a_user_error(base, sft_file, tmp_path):
     with pytest.raises(SokhanError, match="needs --lora"):
         run_finetune(base, sft_file, tmp_path / "x", merge=True)
+
+
+@pytest.mark.parametrize("targets", [list(c) for n in range(1, 5)
+                                     for c in itertools.combinations(("qkv", "out", "up", "down"), n)])
+def test_a_merged_lora_model_is_the_trained_one(targets):
+    """For every allowed target set: the merged model's logits are the adapted model's (1e-5)."""
+    torch.manual_seed(0)
+    model = GPT(ModelConfig.create(preset="tiny", vocab_size=120, n_layer=2, n_head=2, n_embd=32, block_size=16))
+    apply_lora(model, targets, rank=4, alpha=8)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if ".lora_b" in name:
+                p.normal_(0, 0.5)  # as after training: B is no longer zero
+    model.eval()
+    x = torch.randint(120, (2, 16))
+    adapted = model(x).logits
+    merge_lora(model)
+    torch.testing.assert_close(model(x).logits, adapted, rtol=0, atol=1e-5)
+
+
+def test_lora_refuses_a_target_tied_to_the_embedding():
+    """lm_head shares its weight with the token embedding: a merge would change both (logits off by ~10)."""
+    model = GPT(ModelConfig.create(preset="tiny", vocab_size=120, n_layer=1, n_head=2, n_embd=32, block_size=16))
+    assert model.lm_head.weight is model.embed.weight
+    with pytest.raises(SokhanError, match="lm_head shares its weight with embed"):
+        apply_lora(model, ["lm_head"], rank=4, alpha=8)
+    assert all(p.requires_grad for p in model.parameters())  # refused before anything was frozen

@@ -9,9 +9,10 @@ import torch
 
 from sokhan.api import LanguageModel
 from sokhan.config import SampleConfig, TrainConfig
+from sokhan.constants import IGNORE_INDEX
 from sokhan.data.prepare import PrepareConfig, prepare
 from sokhan.infer.sampling import generate_ids
-from sokhan.models import GPT, ModelConfig
+from sokhan.models import GPT, ModelConfig, build_model
 from sokhan.models.checkpoint import (
     load_trainer_state,
     load_weights,
@@ -43,7 +44,7 @@ def test_training_lowers_validation_loss(hafez_data, tmp_path):
     first_train = next(r for r in result.history if r["split"] == "train")["loss"]
     assert vals[-1]["loss"] < first_train - 0.5  # well below the untrained loss (≈ ln 400 ≈ 6.0)
     val_split = json.loads((hafez_data / "meta.json").read_text())["splits"]["val"]
-    assert vals[-1]["bpc"] == pytest.approx(vals[-1]["loss"] / 0.6931471805599453
+    assert vals[-1]["bpc_estimate"] == pytest.approx(vals[-1]["loss"] / 0.6931471805599453
                                             * val_split["tokens"] / val_split["chars"])
     assert (tmp_path / "run" / "loss.png").stat().st_size > 1000
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
@@ -151,3 +152,76 @@ def test_cuda_features_also_train_on_the_cpu(hafez_data, tmp_path, options):
     assert set(state) == set(GPT(ModelConfig.create(preset="tiny", vocab_size=400, **TINY)).state_dict())
     assert all(t.dtype == torch.float32 for t in state.values())
     assert lm.generate("دل", max_new_tokens=5, seed=0)
+
+
+# -- gradient accumulation: a bigger batch, whatever each micro-batch holds -----------------------------
+
+
+class FixedBatches:
+    """A task mixin that serves the rows of one fixed batch in order, `batch_size` at a time."""
+
+    def __init__(self, batch: tuple[torch.Tensor, torch.Tensor], batch_size: int):
+        self.batch, self.batch_size, self.next = batch, batch_size, 0
+
+    def sample(self, split, generator):
+        rows = slice(self.next, self.next + self.batch_size)
+        self.next = (self.next + self.batch_size) % len(self.batch[0])
+        return self.batch[0][rows], self.batch[1][rows]
+
+
+def one_step_gradients(model_cfg: ModelConfig, task, batch_size: int, grad_accum: int, tmp: Path) -> dict:
+    """The gradients of the engine's first optimizer step (dropout off)."""
+    from sokhan.train.engine import Trainer
+
+    torch.manual_seed(0)
+    model = build_model(model_cfg)
+    cfg = TrainConfig(out_dir=str(tmp), batch_size=batch_size, grad_accum=grad_accum, max_steps=1, eval_iters=1,
+                      grad_clip=0, progress=False, device="cpu")
+    trainer = Trainer(model, task, cfg, {"model": model_cfg.to_dict()}, "{}")
+    grads = {}
+    step = trainer.optimizer.step
+
+    def capture(*args, **kwargs):
+        grads.update({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+        return step(*args, **kwargs)
+
+    trainer.optimizer.step = capture
+    trainer.fit()
+    return grads
+
+
+def rows_with_targets(counts: list[int], vocab: int, length: int = 12) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random rows whose targets are IGNORE_INDEX except `counts[i]` positions of row i (unequal on purpose)."""
+    g = torch.Generator().manual_seed(1)
+    x = torch.randint(vocab, (len(counts), length), generator=g)
+    y = torch.full_like(x, IGNORE_INDEX)
+    for row, count in enumerate(counts):
+        y[row, length - count:] = torch.randint(vocab, (count,), generator=g)
+    return x, y
+
+
+@pytest.mark.parametrize("family", ["gpt-pretraining", "sft", "masked-lm"])
+def test_grad_accumulation_equals_one_bigger_batch(hafez_data, tmp_path, family):
+    """batch 2 × accum 1 == batch 1 × accum 2 (to 1e-6), also when the micro-batches hold 1 and 11 targets."""
+    from sokhan.train.masking import MaskedLMTask
+    from sokhan.train.sft import SFTTask
+    from sokhan.train.tasks import CausalLMTask
+
+    values = dict(TINY, preset="tiny", vocab_size=400, dropout=0.0)
+    if family == "gpt-pretraining":
+        def task(batch_size):
+            return CausalLMTask(hafez_data, batch_size, TINY["block_size"], torch.device("cpu"))
+        cfg = ModelConfig.create(**values)
+    else:
+        base = SFTTask if family == "sft" else MaskedLMTask
+        fixed = type("Fixed", (FixedBatches, base), {})
+        batch = rows_with_targets([1, 11], 400)
+
+        def task(batch_size):
+            return fixed(batch, batch_size)
+        cfg = ModelConfig.create(**values, family="gpt" if family == "sft" else "bert")
+    big = one_step_gradients(cfg, task(2), 2, 1, tmp_path / "big")
+    accumulated = one_step_gradients(cfg, task(1), 1, 2, tmp_path / "accumulated")
+    assert big.keys() == accumulated.keys() and big
+    for name in big:
+        torch.testing.assert_close(accumulated[name], big[name], rtol=1e-5, atol=1e-6, msg=name)

@@ -50,6 +50,8 @@ def read_run(run: str | Path, name: str | None = None) -> RunCurves:
 
     def columns(split: str) -> dict[str, np.ndarray]:
         picked = [r for r in rows if r.get("split") == split]
+        for r in picked:  # the engine's estimate (random windows) and a counted model's exact figure share the plot
+            r.setdefault("bpc", r.get("bpc_estimate"))
         return {key: np.array([np.nan if r.get(key) is None else float(r[key]) for r in picked], dtype=np.float64)
                 for key in ("step", "tokens", "loss", "bpc")}
 
@@ -96,7 +98,7 @@ def curves_picture(runs: list[RunCurves], title: str, against: tuple[str, ...] =
     nats = "cross-entropy (nats / token)"
     panels = [panel("loss", x, nats) for x in against]
     if any(np.isfinite(r.val["bpc"]).any() for r in runs):
-        panels += [panel("bpc", x, "bits per character") for x in against]
+        panels += [panel("bpc", x, "bits per character (val: estimate, random windows)") for x in against]
     return Picture("curves", title, panels, columns=len(against) if len(panels) > 2 else len(panels),
                    panel_size=(6.4, 4.4))
 

@@ -1,6 +1,6 @@
 """Checkpoints: safetensors weights + JSON config + tokenizer + trainer state, written atomically.
 
-A checkpoint is a folder `checkpoints/step-000500/` holding
+A checkpoint is a folder `checkpoints/step-0000500/` holding
 
 * `model.safetensors` — weights (tied tensors stored once),
 * `config.json`       — model, training and normalizer settings,
@@ -9,9 +9,20 @@ A checkpoint is a folder `checkpoints/step-000500/` holding
   `torch.save` but only ever read back with `torch.load(weights_only=True)`: tensors and
   plain containers, never arbitrary pickled objects.
 
-It is written into a temporary folder, every file fsync'ed, then renamed into place, and
-only then does `checkpoints/latest` (itself replaced atomically) point at it. A crash at
-any moment leaves `latest` naming a complete checkpoint.
+How a save stays safe whenever the process dies (power cut, SIGKILL, a full disk):
+
+1. the files go into `step-N.tmp/`, each fsync'ed, then the folder itself;
+2. the folder is renamed to a name no checkpoint has yet — `step-N`, or `step-N-2`, `-3`, …
+   when step N is saved again (a resumed run re-saving its last step) — so the checkpoint
+   that `latest` names is never moved or overwritten;
+3. `checkpoints/latest` is replaced atomically to name the new folder;
+4. only then are old checkpoints pruned, each renamed to `….del` before it is deleted, so a
+   half-deleted folder never looks complete.
+
+So a folder with a checkpoint's name is always complete, and `latest` names a complete
+checkpoint or does not exist. If it does not (the first save died before step 3),
+`latest_checkpoint` falls back to the newest complete folder, and a run with none starts
+fresh; leftovers (`*.tmp`, `*.del`) are swept at the next save.
 """
 
 from __future__ import annotations
@@ -19,6 +30,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -33,6 +45,7 @@ from sokhan.errors import SokhanError
 
 WEIGHTS, CONFIG, TOKENIZER, STATE = "model.safetensors", "config.json", "tokenizer.json", "trainer_state.pt"
 LATEST = "latest"
+CHECKPOINT_NAME = re.compile(r"step-(\d+)(?:-(\d+))?")  # step-0000500, or step-0000500-2 for a re-save
 
 
 def _fsync_dir(path: Path) -> None:
@@ -56,11 +69,17 @@ def write_atomic(path: str | Path, data: bytes | str) -> None:
 
 
 def unique_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The state dict with tied tensors (e.g. lm_head = embedding) kept once, contiguous, on CPU."""
-    seen: set[int] = set()
+    """The state dict with tied tensors (e.g. lm_head = embedding) kept once, contiguous, on CPU.
+
+    Two entries are one tensor only when they view the same memory the same way: same storage,
+    offset, shape, stride and dtype. Sharing a storage is not enough: on CUDA, cuDNN's
+    `flatten_parameters` packs every weight of an RNN/LSTM/GRU into one buffer at different
+    offsets, and keying by storage alone kept 2 of them.
+    """
+    seen: set[tuple] = set()
     out = {}
     for name, t in model.state_dict().items():
-        key = t.untyped_storage().data_ptr()
+        key = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), t.stride(), t.dtype)
         if key in seen:
             continue
         seen.add(key)
@@ -86,10 +105,8 @@ def load_weights(model: nn.Module, folder: str | Path) -> None:
     model.load_state_dict(tensors, strict=False)
 
 
-def save_folder(folder: str | Path, files: dict[str, bytes | str]) -> Path:
-    """Write a whole folder atomically: into `folder.tmp`, fsync'ed, then renamed to `folder`."""
-    folder = Path(folder)
-    tmp = folder.with_name(folder.name + ".tmp")
+def _write_folder(tmp: Path, files: dict[str, bytes | str]) -> None:
+    """Write `files` into a fresh folder `tmp`, every file and then the folder fsync'ed."""
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     for name, data in files.items():
@@ -98,8 +115,17 @@ def save_folder(folder: str | Path, files: dict[str, bytes | str]) -> Path:
             f.flush()
             os.fsync(f.fileno())
     _fsync_dir(tmp)
+
+
+def save_folder(folder: str | Path, files: dict[str, bytes | str]) -> Path:
+    """Write a folder that has a fixed name (a fine-tune's `adapter/`, `merged/`): into `folder.tmp`,
+    fsync'ed, then renamed to `folder`; an existing `folder` is moved aside to `folder.old` first
+    and deleted last. (Checkpoints never replace a folder: see `save_checkpoint`.)"""
+    folder = Path(folder)
+    tmp = folder.with_name(folder.name + ".tmp")
+    _write_folder(tmp, files)
     old = folder.with_name(folder.name + ".old")
-    if folder.exists():  # re-saving a step: keep the old copy until the new one is in place
+    if folder.exists():
         shutil.rmtree(old, ignore_errors=True)
         os.replace(folder, old)
     os.replace(tmp, folder)
@@ -108,11 +134,45 @@ def save_folder(folder: str | Path, files: dict[str, bytes | str]) -> Path:
     return folder
 
 
+def _order(name: str) -> tuple[int, int] | None:
+    """(step, save) of a checkpoint folder's name: step-0000500 → (500, 1), step-0000500-2 → (500, 2)."""
+    m = CHECKPOINT_NAME.fullmatch(name)
+    return (int(m[1]), int(m[2] or 1)) if m else None
+
+
+def complete_checkpoints(ckpt_root: str | Path) -> list[Path]:
+    """The complete checkpoints under `ckpt_root`, oldest first (by step, then by save)."""
+    root = Path(ckpt_root)
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if _order(p.name) and (p / WEIGHTS).is_file() and (p / CONFIG).is_file()]
+    return sorted(found, key=lambda p: _order(p.name))
+
+
+def _free_name(ckpt_root: Path, step: int) -> str:
+    name = f"step-{step:07d}"
+    again = 2
+    while (ckpt_root / name).exists():
+        name, again = f"step-{step:07d}-{again}", again + 1
+    return name
+
+
+def _remove(folder: Path) -> None:
+    """Rename out of the checkpoint names first, then delete: a half-deleted folder never looks complete."""
+    doomed = folder.with_name(folder.name + ".del")
+    os.replace(folder, doomed)
+    _fsync_dir(folder.parent)
+    shutil.rmtree(doomed)
+
+
 def save_checkpoint(run_dir: str | Path, step: int, model: nn.Module, config: dict[str, Any],
                     tokenizer_json: str, trainer_state: dict[str, Any] | None, keep: int = 2) -> Path:
-    """Save step `step` under `run_dir/checkpoints/`, point `latest` at it, prune old ones."""
+    """Save step `step` under `run_dir/checkpoints/`, point `latest` at it, prune old ones (module docstring)."""
     ckpt_root = Path(run_dir) / "checkpoints"
     ckpt_root.mkdir(parents=True, exist_ok=True)
+    for leftover in [*ckpt_root.glob("step-*.tmp"), *ckpt_root.glob("step-*.del")]:  # from a save that died
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
     files: dict[str, bytes | str] = {
         WEIGHTS: weights_bytes(model),
         CONFIG: json.dumps(config, indent=2, ensure_ascii=False),
@@ -122,29 +182,45 @@ def save_checkpoint(run_dir: str | Path, step: int, model: nn.Module, config: di
         buf = io.BytesIO()
         torch.save(trainer_state, buf)
         files[STATE] = buf.getvalue()
-    name = f"step-{step:07d}"
-    save_folder(ckpt_root / name, files)
+    name = _free_name(ckpt_root, step)
+    tmp = ckpt_root / f"step-{step:07d}.tmp"
+    _write_folder(tmp, files)
+    os.replace(tmp, ckpt_root / name)
+    _fsync_dir(ckpt_root)
     write_atomic(ckpt_root / LATEST, name + "\n")
     if keep > 0:
-        done = sorted(p for p in ckpt_root.glob("step-*") if p.is_dir() and not p.name.endswith((".tmp", ".old")))
-        for stale in done[:-keep]:
-            shutil.rmtree(stale)
+        for stale in complete_checkpoints(ckpt_root)[:-keep]:
+            if stale.name != name:
+                _remove(stale)
     return ckpt_root / name
 
 
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    """The checkpoint a run continues from: the one `checkpoints/latest` names, or, where `latest` is
+    missing or names no complete checkpoint (a first save that died), the newest complete one; None
+    if the run has none."""
+    ckpt_root = Path(run_dir) / "checkpoints"
+    latest = ckpt_root / LATEST
+    if latest.is_file():
+        named = latest.read_text(encoding="utf-8").strip()
+        if named in {p.name for p in complete_checkpoints(ckpt_root)}:
+            return ckpt_root / named
+    done = complete_checkpoints(ckpt_root)
+    return done[-1] if done else None
+
+
 def resolve_model_dir(path: str | Path) -> Path:
-    """A model folder, or a run folder whose `checkpoints/latest` names one."""
+    """A model folder, or a run folder with a complete checkpoint (`latest_checkpoint`)."""
     p = Path(path)
     if (p / WEIGHTS).is_file() and (p / CONFIG).is_file():
         return p
-    latest = p / "checkpoints" / LATEST
-    if latest.is_file():
-        target = p / "checkpoints" / latest.read_text(encoding="utf-8").strip()
-        if (target / WEIGHTS).is_file():
-            return target
+    found = latest_checkpoint(p)
+    if found is not None:
+        return found
     if not p.exists():
         raise SokhanError(f"no such model folder: {p}")
-    raise SokhanError(f"{p} is not a sokhan model (no {WEIGHTS} + {CONFIG}, nor checkpoints/{LATEST})")
+    raise SokhanError(f"{p} is not a sokhan model (no {WEIGHTS} + {CONFIG}, nor a complete checkpoint "
+                      f"under checkpoints/)")
 
 
 def run_folder(path: str | Path) -> Path:

@@ -38,18 +38,34 @@ def apply_lora(model: nn.Module, targets: list[str], rank: int, alpha: float, dr
     """Wrap every nn.Linear whose name ends with one of `targets`; freeze everything else."""
     if rank < 1:
         raise SokhanError(f"LoRA rank must be ≥ 1, got {rank}")
+    shared = _shared_parameters(model)
+    chosen = [(name, module, child_name, child) for name, module in model.named_modules()
+              for child_name, child in module.named_children()
+              if isinstance(child, nn.Linear) and child_name in targets]
+    for name, _, child_name, child in chosen:
+        full = f"{name}.{child_name}" if name else child_name
+        others = [n for n in shared.get(id(child.weight), []) if n != full]
+        if others:
+            raise SokhanError(f"{full} shares its weight with {', '.join(others)} (tied): merging an adapter "
+                              f"into it would change that too; leave it out of the LoRA targets")
     for p in model.parameters():
         p.requires_grad_(False)
     wrapped = []
-    for name, module in list(model.named_modules()):
-        for child_name, child in list(module.named_children()):
-            full = f"{name}.{child_name}" if name else child_name
-            if isinstance(child, nn.Linear) and child_name in targets:
-                setattr(module, child_name, LoRALinear(child, rank, alpha, dropout))
-                wrapped.append(full)
+    for name, module, child_name, child in chosen:
+        setattr(module, child_name, LoRALinear(child, rank, alpha, dropout))
+        wrapped.append(f"{name}.{child_name}" if name else child_name)
     if not wrapped:
         raise SokhanError(f"no linear layer named {targets} to adapt; try qkv, out, up, down")
     return wrapped
+
+
+def _shared_parameters(model: nn.Module) -> dict[int, list[str]]:
+    """id → the module names of every parameter held by more than one module (a tied weight, e.g. the
+    GPT's lm_head and token embedding)."""
+    names: dict[int, list[str]] = {}
+    for name, p in model.named_parameters(remove_duplicate=False):
+        names.setdefault(id(p), []).append(name.rpartition(".")[0])
+    return {key: found for key, found in names.items() if len(found) > 1}
 
 
 def merge_lora(model: nn.Module) -> None:

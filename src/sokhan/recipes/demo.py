@@ -40,13 +40,16 @@ def run_demo(cfg: DemoConfig, console: Console) -> Path:
     if (out / "pretrain" / "checkpoints").exists():  # a fresh demo each time: never mix two runs
         shutil.rmtree(out / "pretrain")
     result = pretrain(train_cfg, {"preset": cfg.preset}, console=console)
+    if result.interrupted:  # Ctrl-C stops the demo, not only this step (its checkpoint is saved)
+        raise KeyboardInterrupt
     console.rule("[bold]3 · sample: the model continues a few openings")
     lm = LanguageModel.load(result.run_dir, device=cfg.device)
     for i, prompt in enumerate(PROMPTS):
         text = prompt + lm.generate(prompt, max_new_tokens=60, temperature=0.8, top_k=50, seed=cfg.seed + i)
         console.print(Panel(text.strip(), title=f"sample {i + 1}", expand=False))
-    bpc = f"{result.val_bpc:.3f}" if result.val_bpc is not None else "n/a"
-    console.print(f"validation: {bpc} bits per character after {result.step} steps "
+    bpc = f"≈{result.val_bpc:.3f}" if result.val_bpc is not None else "n/a"
+    console.print(f"validation: {bpc} bits per character (estimate from {train_cfg.eval_iters} random batches; "
+                  f"`sokhan leaderboard` scores the whole split) after {result.step} steps "
                   f"({result.tokens:,} tokens, {result.elapsed:.0f}s of training)")
     console.print(f"loss curve: {result.run_dir / 'loss.png'}")
     pictures = look_inside(lm, result.run_dir / "inspect")
@@ -62,6 +65,8 @@ def run_demo(cfg: DemoConfig, console: Console) -> Path:
                        eval_interval=max(1, cfg.chat_steps // 3), device=cfg.device, seed=cfg.seed,
                        progress=cfg.progress, keep_checkpoints=1)
     chat = finetune(FinetuneConfig(base=str(result.run_dir), data="chatterbot"), chat_cfg, console)
+    if chat.interrupted:
+        raise KeyboardInterrupt
     lm = LanguageModel.load(chat.run_dir, device=cfg.device)
     for question in ("سلام، حالت چطوره؟", "کامپیوتر چیه؟"):
         reply = lm.chat([{"role": "user", "content": question}], max_new_tokens=40, temperature=0.7, top_k=50,

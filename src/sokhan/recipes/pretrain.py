@@ -25,7 +25,7 @@ from sokhan.device import resolve_device
 from sokhan.errors import SokhanError
 from sokhan.inspect.curves import draw_loss_curve
 from sokhan.models import build_model
-from sokhan.models.checkpoint import read_config, resolve_model_dir, save_checkpoint
+from sokhan.models.checkpoint import latest_checkpoint, read_config, save_checkpoint
 from sokhan.train import task_for
 from sokhan.train.engine import Trainer, TrainResult
 from sokhan.train.metrics import MetricsLog
@@ -33,10 +33,12 @@ from sokhan.units import bits_per_char
 
 
 def model_config_for(cfg: TrainConfig, meta: dict[str, Any], values: dict[str, Any]) -> ModelConfig:
-    """On resume the checkpoint's model config wins; otherwise the preset (default small) <- values, the
-    vocabulary size from the data unless `values` sets it (never below the tokenizer's)."""
-    if cfg.resume:
-        return ModelConfig.from_dict(read_config(resolve_model_dir(cfg.out_dir))["model"])
+    """On resume the checkpoint's model config wins (a run without a complete checkpoint starts fresh);
+    otherwise the preset (default small) <- values, the vocabulary size from the data unless `values`
+    sets it (never below the tokenizer's)."""
+    found = latest_checkpoint(cfg.out_dir) if cfg.resume else None
+    if found is not None:
+        return ModelConfig.from_dict(read_config(found)["model"])
     values = {k: v for k, v in values.items() if v is not None}
     if values.get("vocab_size", meta["vocab_size"]) < meta["vocab_size"]:
         raise SokhanError(f"vocab_size {values['vocab_size']} is smaller than the tokenizer's {meta['vocab_size']}")
@@ -74,7 +76,7 @@ def count_ngrams(model: nn.Module, cfg: TrainConfig, run_config: dict[str, Any],
     run_dir = Path(cfg.out_dir)
     if cfg.resume:
         raise SokhanError("an n-gram model is counted in one pass; there is nothing to resume")
-    if (run_dir / "checkpoints").exists():
+    if latest_checkpoint(run_dir) is not None:
         raise SokhanError(f"{run_dir} already has checkpoints; choose another --out-dir")
     train, val = TokenData(cfg.data, "train"), TokenData(cfg.data, "val")
     order = model.config.order
@@ -89,7 +91,7 @@ def count_ngrams(model: nn.Module, cfg: TrainConfig, run_config: dict[str, Any],
     val_loss = nll / max(val.num_tokens - 1, 1)
     val_bpc = bits_per_char(nll, val.num_chars)
     run_dir.mkdir(parents=True, exist_ok=True)
-    metrics = MetricsLog(run_dir, append=False)
+    metrics = MetricsLog(run_dir)
     metrics.write({"step": 1, "split": "val", "loss": val_loss, "bpc": val_bpc, "tokens": train.num_tokens,
                    "time": round(elapsed, 3)})
     metrics.close()

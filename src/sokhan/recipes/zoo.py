@@ -64,4 +64,7 @@ def train_one(cfg: ZooConfig, data: Path, run_dir: Path, model: dict[str, Any], 
     train_cfg = TrainConfig(data=str(data), out_dir=str(run_dir), batch_size=batch_size, max_steps=1_000_000,
                             max_time=cfg.budget, lr=lr, min_lr=lr / 10, warmup_steps=50, eval_interval=500,
                             eval_iters=10, device=cfg.device, seed=cfg.seed, progress=cfg.progress, keep_checkpoints=1)
-    return pretrain(train_cfg, dict(model, block_size=cfg.block_size), console).run_dir
+    result = pretrain(train_cfg, dict(model, block_size=cfg.block_size), console)
+    if result.interrupted:  # Ctrl-C stops the zoo, not only this run (its checkpoint is saved)
+        raise KeyboardInterrupt
+    return result.run_dir

@@ -1,20 +1,23 @@
 """The training engine every model family shares: one loop you can read top to bottom.
 
-AdamW + warmup/cosine, gradient accumulation and clipping, bf16 autocast on CUDA,
-optional torch.compile, periodic evaluation (loss and bits per character), metrics to
-JSONL, a rich progress bar, atomic checkpoints with everything needed to resume exactly,
-and Ctrl-C that saves before it stops. What a batch is and how its loss is taken is the
-family's `Task` (`sokhan.train.tasks`); what else happens at a checkpoint (the recipes draw
-the loss curve) is the `on_save` hook's.
+AdamW + warmup/cosine, gradient accumulation (every target token weighted alike) and
+clipping, bf16 autocast on CUDA, optional torch.compile, periodic evaluation (loss and an
+estimate of bits per character), metrics to JSONL, a rich progress bar, atomic checkpoints
+with everything needed to resume exactly, and Ctrl-C that finishes the step, saves and stops.
+What a batch is and how its loss is taken is the family's `Task` (`sokhan.train.tasks`);
+what else happens at a checkpoint (the recipes draw the loss curve) is the `on_save` hook's.
 """
 
 from __future__ import annotations
 
 import math
+import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import torch
@@ -25,10 +28,16 @@ from torch import nn
 from sokhan.config import TrainConfig
 from sokhan.device import autocast_for, resolve_device
 from sokhan.errors import SokhanError
-from sokhan.models.checkpoint import load_trainer_state, load_weights, resolve_model_dir, save_checkpoint
+from sokhan.models.checkpoint import (
+    latest_checkpoint,
+    load_trainer_state,
+    load_weights,
+    read_config,
+    save_checkpoint,
+)
 from sokhan.train.metrics import MetricsLog
 from sokhan.train.optim import lr_at, make_optimizer
-from sokhan.train.tasks import Task
+from sokhan.train.tasks import Batch, Task
 
 
 @dataclass
@@ -38,10 +47,40 @@ class TrainResult:
     tokens: int
     elapsed: float
     val_loss: float | None = None
-    val_bpc: float | None = None
+    val_bpc: float | None = None    # the training loop's estimate from eval_iters random windows (see `evaluate`)
     val_metrics: dict[str, float] = field(default_factory=dict)  # every figure of the last evaluation
     interrupted: bool = False
-    history: list[dict[str, Any]] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)  # the run's metrics rows, from its first step
+
+
+class StopRequest:
+    """Ctrl-C (SIGINT) asks the loop to stop at the end of the current step, never inside one.
+
+    Stopping mid-step would save a state that is no state of the run: micro-batches drawn
+    (data RNG, stream position, token count) and dropout noise used, but no update made; a
+    resume from it is not the run it continues. So the first Ctrl-C only sets `requested`;
+    the loop finishes the step, saves and returns. A second Ctrl-C raises KeyboardInterrupt
+    at once (unsaved: the previous checkpoint stands). Signals reach only the main thread,
+    so elsewhere this does nothing.
+    """
+
+    def __init__(self, console: Console):
+        self.console, self.requested, self.previous = console, False, None
+
+    def __enter__(self) -> StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        self.console.print("[yellow]Ctrl-C: finishing this step, then saving (Ctrl-C again: stop now, unsaved)[/]")
 
 
 class Trainer:
@@ -64,6 +103,7 @@ class Trainer:
         self.data_rng = torch.Generator().manual_seed(cfg.seed)  # the data position: where batches come from
         torch.manual_seed(cfg.seed)                              # dropout
         self.step, self.tokens, self.elapsed = 0, 0, 0.0
+        self.lr_decay_steps = cfg.lr_decay_steps or cfg.max_steps  # where the cosine reaches min_lr
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
@@ -71,6 +111,7 @@ class Trainer:
     # -- state -------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
         state = {"step": self.step, "tokens": self.tokens, "elapsed": self.elapsed,
+                 "lr_decay_steps": self.lr_decay_steps,
                  "optimizer": self.optimizer.state_dict(), "data_rng": self.data_rng.get_state(),
                  "torch_rng": torch.get_rng_state()}
         if self.device.type == "cuda":
@@ -78,8 +119,7 @@ class Trainer:
         state["task"] = self.task.state_dict()
         return state
 
-    def restore(self) -> None:
-        folder = resolve_model_dir(self.run_dir)
+    def restore(self, folder: Path) -> None:
         load_weights(self.model, folder)
         state = load_trainer_state(folder)
         self.optimizer.load_state_dict(state["optimizer"])
@@ -90,6 +130,20 @@ class Trainer:
         self.task.load_state_dict(state.get("task", {}))
         self.step, self.tokens, self.elapsed = int(state["step"]), int(state["tokens"]), float(state["elapsed"])
         self.console.print(f"resumed from {folder} at step {self.step}")
+        # The cosine is the original run's unless --lr-decay-steps asks for another: stretching it to a
+        # larger --max-steps would send the learning rate back up. (Checkpoints from before this was
+        # saved: the schedule their own run had.)
+        saved = read_config(folder).get("train", {})
+        original = int(state.get("lr_decay_steps") or saved.get("lr_decay_steps") or saved.get("max_steps")
+                       or self.lr_decay_steps)
+        if self.cfg.lr_decay_steps:
+            if self.cfg.lr_decay_steps != original:
+                self.console.print(f"learning rate: a new cosine, min_lr at step {self.lr_decay_steps} "
+                                   f"(--lr-decay-steps; the run had {original})")
+        else:
+            self.lr_decay_steps = original
+            self.console.print(f"learning rate: the run's own cosine, min_lr at step {original} "
+                               f"(--lr-decay-steps sets another)")
 
     def save(self) -> Path:
         self.run_config["progress"] = {"step": self.step, "tokens": self.tokens, "elapsed": round(self.elapsed, 2)}
@@ -100,7 +154,9 @@ class Trainer:
     @torch.no_grad()
     def evaluate(self, splits: tuple[str, ...] = ("val",)) -> dict[str, dict[str, float]]:
         """Mean loss (and the task's other metrics) over `eval_iters` batches drawn with a fixed
-        seed, so evaluations compare across steps; bits per character where the task has them."""
+        seed, so evaluations compare across steps; where the task has them, an *estimate* of bits
+        per character (`bpc_estimate`) from those random windows. The exact figure, every token of
+        the split once, is the leaderboard's (`sokhan.eval.leaderboard`)."""
         self.model.eval()
         out = {}
         for split in splits:
@@ -113,23 +169,49 @@ class Trainer:
                 for name, value in figures.items():
                     sums[name] = sums.get(name, 0.0) + value
             out[split] = {name: total / self.cfg.eval_iters for name, total in sums.items()}
-            out[split]["bpc"] = self.task.bits_per_char(split, out[split]["loss"])
+            out[split]["bpc_estimate"] = self.task.bits_per_char(split, out[split]["loss"])
         self.model.train()
         return out
+
+    # -- one step's gradients ----------------------------------------------------------
+    def accumulate(self, model: nn.Module, batches: list[Batch]) -> float:
+        """Backpropagate the micro-batches of one step as if they were one batch; returns its loss.
+
+        A task's loss is a mean over the targets of its batch, and the targets per micro-batch
+        vary (a chat's assistant tokens, a masked LM's masked positions), so each micro-batch's
+        mean is weighted by its share of the step's targets: the sum of every target's loss over
+        their total count, as one big batch would give. (Dividing each mean by the number of
+        micro-batches let a micro-batch of one target count as much as one of hundreds.) A
+        micro-batch without a target adds nothing and is skipped.
+        """
+        counts = [self.task.targets_in(batch) for batch in batches]
+        total = sum(counts)
+        loss_sum = 0.0
+        for batch, count in zip(batches, counts):
+            if count == 0:
+                continue
+            with self.autocast:
+                loss = self.task.loss(model, batch) * (count / total)
+            loss.backward()
+            loss_sum += loss.item()
+        return loss_sum
 
     # -- the loop ----------------------------------------------------------------------
     def fit(self) -> TrainResult:
         cfg = self.cfg
-        if cfg.resume:
-            self.restore()
-        elif (self.run_dir / "checkpoints").exists():
+        found = latest_checkpoint(self.run_dir)
+        if cfg.resume and found is not None:
+            self.restore(found)
+        elif found is not None:
             raise SokhanError(f"{self.run_dir} already has checkpoints; pass --resume to continue, "
                               f"or another --out-dir")
+        elif (self.run_dir / "checkpoints").exists() or cfg.resume:
+            self.console.print(f"{self.run_dir} has no complete checkpoint (a first save that did not finish?): "
+                               f"starting fresh")
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        metrics = MetricsLog(self.run_dir, append=cfg.resume)
+        metrics = MetricsLog(self.run_dir, continue_after=self.step if found is not None and cfg.resume else None)
         log = metrics.write
         train_model = torch.compile(self.model) if cfg.compile else self.model
-        decay_steps = cfg.lr_decay_steps or cfg.max_steps
         self.model.train()
         result = TrainResult(self.run_dir, self.step, self.tokens, self.elapsed)
         progress = Progress(TextColumn("[bold]train"), BarColumn(), TextColumn("step {task.fields[step]}"),
@@ -137,53 +219,53 @@ class Trainer:
                             TimeRemainingColumn(), console=self.console,
                             disable=not (cfg.progress and self.console.is_terminal),
                             transient=False)
-        saved_at = -1
+        saved_at = self.step  # a fresh run has nothing saved; a resumed one is saved where it stands
         t_last, tokens_last = time.perf_counter(), self.tokens
-        with progress:
+        with progress, StopRequest(self.console) as stop:
             def done() -> float:  # the bar follows whichever budget, steps or wall-clock time, ends the run first
                 return max(self.step / cfg.max_steps, self.elapsed / cfg.max_time if cfg.max_time else 0.0)
 
             bar = progress.add_task("train", total=1.0, completed=done(), loss="-", tps="-", step=self.step)
-            try:
-                while self.step < cfg.max_steps and not (cfg.max_time and self.elapsed >= cfg.max_time):
-                    t0 = time.perf_counter()
-                    by_time = self.elapsed / cfg.max_time if cfg.max_time and not cfg.lr_decay_steps else 0.0
-                    lr = lr_at(self.step, cfg.lr, cfg.min_lr, cfg.warmup_steps, decay_steps, by_time)
-                    for group in self.optimizer.param_groups:
-                        group["lr"] = lr
-                    loss_sum = 0.0
-                    for _ in range(cfg.grad_accum):
-                        batch = self.task.sample("train", self.data_rng)
-                        with self.autocast:
-                            loss = self.task.loss(train_model, batch) / cfg.grad_accum
-                        loss.backward()
-                        loss_sum += loss.item()
-                        self.tokens += self.task.tokens_in(batch)
-                    if not math.isfinite(loss_sum):
-                        raise SokhanError(f"loss became {loss_sum} at step {self.step}; lower --lr")
-                    if cfg.grad_clip > 0:
-                        torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-                    self.optimizer.step()
-                    self.optimizer.zero_grad(set_to_none=True)
-                    self.step += 1
-                    self.elapsed += time.perf_counter() - t0
-                    if self.step % cfg.log_interval == 0 or self.step == 1:
-                        now = time.perf_counter()
-                        tps = (self.tokens - tokens_last) / max(now - t_last, 1e-9)
-                        t_last, tokens_last = now, self.tokens
-                        log({"step": self.step, "split": "train", "loss": loss_sum, "lr": lr,
-                             "tokens": self.tokens, "tokens_per_s": round(tps, 1), "time": round(self.elapsed, 3)})
-                        progress.update(bar, loss=f"{loss_sum:.3f}", tps=f"{tps:,.0f}")
-                    progress.update(bar, completed=min(done(), 1.0), step=self.step)
-                    if self.step % cfg.eval_interval == 0:
-                        self._eval_and_save(log, result)
-                        saved_at = self.step
-            except KeyboardInterrupt:
-                result.interrupted = True
-                self.console.print(f"[yellow]interrupted at step {self.step}: saving a checkpoint[/]")
-        if saved_at != self.step:
-            self._eval_and_save(log, result, evaluate=not result.interrupted)
+            while (self.step < cfg.max_steps and not (cfg.max_time and self.elapsed >= cfg.max_time)
+                   and not stop.requested):
+                t0 = time.perf_counter()
+                by_time = self.elapsed / cfg.max_time if cfg.max_time and not cfg.lr_decay_steps else 0.0
+                lr = lr_at(self.step, cfg.lr, cfg.min_lr, cfg.warmup_steps, self.lr_decay_steps, by_time)
+                for group in self.optimizer.param_groups:
+                    group["lr"] = lr
+                batches = [self.task.sample("train", self.data_rng) for _ in range(cfg.grad_accum)]
+                loss = self.accumulate(train_model, batches)
+                if not math.isfinite(loss):
+                    raise SokhanError(f"loss became {loss} at step {self.step}; lower --lr")
+                if cfg.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+                self.optimizer.step()
+                self.optimizer.zero_grad(set_to_none=True)
+                self.step += 1
+                self.tokens += sum(self.task.tokens_in(batch) for batch in batches)
+                self.elapsed += time.perf_counter() - t0
+                if self.step % cfg.log_interval == 0 or self.step == 1:
+                    now = time.perf_counter()
+                    tps = (self.tokens - tokens_last) / max(now - t_last, 1e-9)
+                    t_last, tokens_last = now, self.tokens
+                    log({"step": self.step, "split": "train", "loss": loss, "lr": lr,
+                         "tokens": self.tokens, "tokens_per_s": round(tps, 1), "time": round(self.elapsed, 3)})
+                    progress.update(bar, loss=f"{loss:.3f}", tps=f"{tps:,.0f}")
+                progress.update(bar, completed=min(done(), 1.0), step=self.step)
+                if self.step % cfg.eval_interval == 0:
+                    self._eval_and_save(log, result)
+                    saved_at = self.step
+            result.interrupted = stop.requested
+            if result.interrupted:
+                self.console.print(f"[yellow]stopped after step {self.step}[/]")
+            if saved_at != self.step:
+                self._eval_and_save(log, result, evaluate=not result.interrupted)
         metrics.close()
+        if result.val_loss is None:  # nothing evaluated now: the run's last evaluation stands
+            last = next((r for r in reversed(metrics.rows) if r["split"] == "val"), None)
+            if last is not None:
+                result.val_metrics = {k: v for k, v in last.items() if k not in ("step", "split", "tokens", "time")}
+                result.val_loss, result.val_bpc = last["loss"], last.get("bpc_estimate", last.get("bpc"))
         result.step, result.tokens, result.elapsed, result.history = self.step, self.tokens, self.elapsed, metrics.rows
         return result
 
@@ -191,11 +273,13 @@ class Trainer:
                        evaluate: bool = True) -> None:
         if evaluate:
             ev = self.evaluate()["val"]
-            result.val_loss, result.val_bpc, result.val_metrics = ev["loss"], ev["bpc"], ev
+            result.val_loss, result.val_bpc, result.val_metrics = ev["loss"], ev["bpc_estimate"], ev
             log({"step": self.step, "split": "val", **ev, "tokens": self.tokens, "time": round(self.elapsed, 3)})
-            extra = "".join(f", {name} {value:.4f}" for name, value in ev.items() if name not in ("loss", "bpc"))
-            bpc = f", {ev['bpc']:.3f} bits/char" if ev["bpc"] is not None else ""
-            self.console.print(f"step {self.step}: val loss {ev['loss']:.4f}{bpc}{extra}")
+            extra = "".join(f", {name} {value:.4f}" for name, value in ev.items()
+                            if name not in ("loss", "bpc_estimate"))
+            bpc = f", ≈{ev['bpc_estimate']:.3f} bits/char" if ev["bpc_estimate"] is not None else ""
+            self.console.print(f"step {self.step}: val loss {ev['loss']:.4f}{bpc}{extra} "
+                               f"(estimate: {self.cfg.eval_iters} random batches)")
         self.save()
         if self.on_save is not None:
             self.on_save(self.run_dir)

@@ -94,6 +94,10 @@ class MaskedLMTask(Task):
     def tokens_in(self, batch: tuple[torch.Tensor, torch.Tensor]) -> int:
         return batch[0].numel()
 
+    def targets_in(self, batch: tuple[torch.Tensor, torch.Tensor]) -> int:
+        """The masked positions: the only ones with a loss."""
+        return int((batch[1] != IGNORE_INDEX).sum())
+
     def metrics(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, float]:
         """Loss and accuracy (the share of masked positions whose argmax is the original token)."""
         inputs, targets = batch

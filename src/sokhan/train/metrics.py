@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from sokhan.errors import SokhanError
+from sokhan.models.checkpoint import write_atomic
 
 METRICS = "metrics.jsonl"
 
@@ -20,13 +21,19 @@ class MetricsLog:
     """Rows appended to a run's metrics.jsonl as they come, kept in `rows`.
 
     Each row is flushed as it is written, so a crash loses nothing logged; the file stays open for
-    the whole run (the engine closes it).
+    the whole run (the engine closes it). A fresh run starts a new file. A resumed run
+    (`continue_after` = the step it resumes at) keeps the rows up to that step and drops the
+    later ones, which belong to steps that will run again: one row per (step, split). A last
+    line cut short by a crash is dropped with them.
     """
 
-    def __init__(self, run_dir: str | Path, append: bool):
+    def __init__(self, run_dir: str | Path, continue_after: int | None = None):
         self.path = Path(run_dir) / METRICS
-        self.file = open(self.path, "a" if append else "w", encoding="utf-8")  # noqa: SIM115 - open for the run
         self.rows: list[dict[str, Any]] = []
+        if continue_after is not None and self.path.is_file():
+            self.rows = [row for row in _read_rows(self.path, lenient=True) if row.get("step", 0) <= continue_after]
+            write_atomic(self.path, "".join(json.dumps(row) + "\n" for row in self.rows))
+        self.file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - open for the run
 
     def write(self, row: dict[str, Any]) -> None:
         self.rows.append(row)
@@ -37,6 +44,21 @@ class MetricsLog:
         self.file.close()
 
 
+def _read_rows(path: Path, lenient: bool = False) -> list[dict[str, Any]]:
+    """The rows of a metrics file; `lenient`: a last line that is not JSON (cut short) is left out."""
+    with open(path, encoding="utf-8") as f:
+        lines = [line for line in f if line.strip()]
+    rows = []
+    for i, line in enumerate(lines):
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            if lenient and i == len(lines) - 1:
+                break
+            raise
+    return rows
+
+
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
     """Every row of a run's metrics.jsonl; a `SokhanError` when the run has none or it is not JSON lines."""
     folder = Path(run_dir)
@@ -44,8 +66,7 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
     if not path.is_file():
         raise SokhanError(f"{folder} has no {METRICS} (is it a `sokhan train` run folder?)")
     try:
-        with open(path, encoding="utf-8") as f:
-            return [json.loads(line) for line in f if line.strip()]
+        return _read_rows(path)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise SokhanError(f"{path} is not valid JSON lines ({e})") from None
 

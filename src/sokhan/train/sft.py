@@ -38,6 +38,10 @@ class SFTTask(Task):
     def tokens_in(self, batch: tuple[torch.Tensor, torch.Tensor]) -> int:
         return batch[0].numel()
 
+    def targets_in(self, batch: tuple[torch.Tensor, torch.Tensor]) -> int:
+        """The assistant's tokens: the only ones with a loss."""
+        return int((batch[1] != IGNORE_INDEX).sum())
+
 
 def pack(conversations: list[list[Message]], template: ChatTemplate, block_size: int,
          ) -> tuple[torch.Tensor, torch.Tensor]:

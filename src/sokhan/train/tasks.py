@@ -23,8 +23,11 @@ Batch = Any
 
 
 class Task:
-    """What the engine asks of a family's task. A subclass defines `sample`, `loss` and `tokens_in`;
-    the rest have defaults it may widen:
+    """What the engine asks of a family's task. A subclass defines `sample`, `loss` (the mean over
+    the batch's targets) and `tokens_in`; the rest have defaults it may widen:
+
+    * `targets_in(batch)`: how many targets the loss averages over, by which gradient
+      accumulation weights each micro-batch (default: every token, `tokens_in`);
 
     * `bits_per_char(split, loss)`: the evaluation loss on the bits-per-character scale, or None
       where the loss is not a text likelihood (masked tokens, a chat's replies);
@@ -42,6 +45,9 @@ class Task:
 
     def tokens_in(self, batch: Batch) -> int:
         raise NotImplementedError
+
+    def targets_in(self, batch: Batch) -> int:
+        return self.tokens_in(batch)
 
     def bits_per_char(self, split: str, loss: float) -> float | None:
         return None
