@@ -19,13 +19,13 @@ from typing import Any
 import torch
 
 from sokhan.config import SampleConfig
+from sokhan.data.sources import split_text
 from sokhan.device import model_device
-from sokhan.eval.bpc import sequence_nll
+from sokhan.eval.bpc import Score, model_doc_split, score_documents
 from sokhan.infer.chat import chat_prompt, stream_reply
 from sokhan.infer.sampling import stream_text
 from sokhan.models.trained import TrainedModel
 from sokhan.text.chat_template import ChatTemplate, Message
-from sokhan.units import bits_per_char
 
 Messages = Iterable[Message | Mapping[str, str]]
 
@@ -60,13 +60,18 @@ class LanguageModel(TrainedModel):
     def chat(self, messages: Messages, **sample: Any) -> str:
         return "".join(self.stream_chat(messages, **sample))
 
-    def bits_per_char(self, text: str, stride: int | None = None) -> float:
-        """Bits per character of `text` (normalized as in training, scored as one document)."""
+    def bits_per_char(self, text: str, stride: int | None = None, doc_split: str | None = None) -> float:
+        """Bits per character of `text`, scored as `sokhan eval` scores a file holding it (see `score`)."""
+        return self.score(text, stride, doc_split).bits_per_char
+
+    def score(self, text: str, stride: int | None = None, doc_split: str | None = None) -> Score:
+        """`text` scored by the one rule of `sokhan.eval.bpc`: cut into documents as the model's data was cut
+        (`doc_split`, default the model's: blank lines end a document unless it was prepared otherwise),
+        each normalized and scored as in training. The `Score` has the figure, the characters it divides
+        by and the text's fingerprint (equal to `model_val_fingerprint(lm.config)` on the model's val text)."""
         self.require_causal("bits per character")
-        text = self.normalize(text)
-        ids = [self.tokenizer.bos_id] + self.tokenizer.encode_plain(text) + [self.tokenizer.eos_id]
-        nll, _ = sequence_nll(self.model, ids, self.block_size, stride)
-        return bits_per_char(nll, len(text) + 1)  # +1: the end of the document, as in training
+        documents = split_text(text, doc_split or model_doc_split(self.config))
+        return score_documents(self.model, self.tokenizer, self.normalize, documents, self.block_size, stride)
 
     @torch.inference_mode()
     def next_token_probs(self, prompt: str, k: int = 10) -> list[tuple[str, float]]:

@@ -11,10 +11,13 @@ Pipeline (everything streams; neither the corpus nor its token ids are ever held
    The normalized documents are cached in two temporary JSONL files as they go by, so the
    source is read once (a streamed hub dataset is downloaded once);
 3. train the tokenizer on the train documents only (val stays unseen, for honest eval);
-4. encode in batches of `ENCODE_BATCH` documents, each as ``[bos] + ids + [eos]``, appending
+4. encode in batches of `ENCODE_BATCH` documents, each as ``[bos] + ids + [eos]`` (as plain
+   text: a literal '<|user|>' in a document is characters, not the special token), appending
    to `train.bin` / `val.bin`: raw little-endian uint16 (uint32 if the vocabulary does not
    fit) arrays, readable with `np.memmap` (see `sokhan.data.shards`);
-5. write `tokenizer.json` and, last, `meta.json`.
+5. write `tokenizer.json` and, last, `meta.json`: per split its documents, tokens, characters
+   and the fingerprint of its text (`sokhan.data.fingerprint`), and the `doc_split`, which
+   `sokhan eval` reuses to cut a file into documents as this corpus was cut.
 
 Outputs are built in a temporary folder inside `out_dir` and moved into place only when all
 of them are complete; the old `meta.json` is removed first and the new one moved in last, so
@@ -47,7 +50,8 @@ from rich.progress import (
 )
 
 from sokhan.config import PrepareConfig
-from sokhan.data.sources import iter_documents, letters_key
+from sokhan.data.fingerprint import TextFingerprint
+from sokhan.data.sources import iter_documents, letters_key, normalized_documents
 from sokhan.errors import SokhanError
 from sokhan.text.normalize import PersianNormalizer
 from sokhan.text.tokenizers import Tokenizer, train_tokenizer
@@ -118,10 +122,7 @@ def _build(cfg: PrepareConfig, normalizer: PersianNormalizer, raw_docs: Iterator
         files: dict[str, IO[str]] = {"train": ftrain, "val": fval}
 
         def train_docs() -> Iterator[str]:
-            for raw in raw_docs:
-                doc = normalizer(raw).strip()
-                if not doc:
-                    continue
+            for doc in normalized_documents(raw_docs, normalizer):
                 split = split_of(doc, cfg.seed, cfg.val_fraction)
                 files[split].write(json.dumps(doc, ensure_ascii=False) + "\n")
                 counts[split] += 1
@@ -159,10 +160,13 @@ def _build(cfg: PrepareConfig, normalizer: PersianNormalizer, raw_docs: Iterator
         "pad_id": tok.pad_id,
         # chars = sum over documents of len(normalized document) + 1: the +1 is the document
         # boundary, which the model predicts as the eos token, counted as one character. Then
-        # bits per character = (total nats over the split) / ln 2 / chars.
+        # bits per character = (total nats over the split) / ln 2 / chars. fingerprint: a hash
+        # of exactly those characters (`sokhan.data.fingerprint`), the same one `sokhan eval`
+        # computes, so figures are compared only on one text.
         "splits": splits,
         "val_fraction": cfg.val_fraction,
         "seed": cfg.seed,
+        "doc_split": cfg.doc_split,  # `sokhan eval` cuts a file into documents by the same rule
     }
     (tmp / "meta.json").write_text(json.dumps(meta, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     return meta
@@ -179,7 +183,7 @@ def _check_counts(cfg: PrepareConfig, counts: dict[str, int]) -> None:
                           f"raise --val-fraction (now {cfg.val_fraction}) or add data")
 
 
-def _check_val(cfg: PrepareConfig, val: dict[str, int]) -> None:
+def _check_val(cfg: PrepareConfig, val: dict[str, int | str]) -> None:
     if val["tokens"] < MIN_VAL_TOKENS:
         raise SokhanError(f"val split has {val['tokens']} tokens, need at least {MIN_VAL_TOKENS}; "
                           f"raise --val-fraction (now {cfg.val_fraction}) or add data")
@@ -191,24 +195,28 @@ def _read_cache(path: Path) -> Iterator[str]:
             yield json.loads(line)
 
 
-def _encode_split(tok: Tokenizer, cache: Path, out: Path, dtype: np.dtype, advance) -> dict[str, int]:
-    stats = {"documents": 0, "tokens": 0, "chars": 0}
+def _encode_split(tok: Tokenizer, cache: Path, out: Path, dtype: np.dtype, advance) -> dict[str, int | str]:
+    tokens = 0
+    text = TextFingerprint()
     with open(out, "wb") as f:
         batch: list[str] = []
 
         def flush() -> None:
+            nonlocal tokens
             if not batch:
                 return
             flat: list[int] = []
-            for ids in tok.encode_batch(batch):
+            for doc, ids in zip(batch, tok.encode_batch(batch)):
+                if "<|" in doc:  # text, not markup: as `sokhan eval` encodes it (`Tokenizer.encode_plain`)
+                    ids = tok.encode_plain(doc)
                 flat.append(tok.bos_id)
                 flat.extend(ids)
                 flat.append(tok.eos_id)
             arr = np.asarray(flat, dtype=dtype)
             f.write(arr.tobytes())
-            stats["documents"] += len(batch)
-            stats["tokens"] += int(arr.size)
-            stats["chars"] += sum(len(d) + 1 for d in batch)  # +1: the boundary (eos), see meta
+            tokens += int(arr.size)
+            for doc in batch:
+                text.add(doc)  # counts the document and its characters, +1 for the boundary (eos)
             advance(len(batch))
             batch.clear()
 
@@ -219,7 +227,7 @@ def _encode_split(tok: Tokenizer, cache: Path, out: Path, dtype: np.dtype, advan
         flush()
         f.flush()
         os.fsync(f.fileno())
-    return stats
+    return {"documents": text.documents, "tokens": tokens, "chars": text.chars, "fingerprint": text.digest}
 
 
 def _install(tmp: Path, out: Path) -> None:

@@ -15,9 +15,10 @@
 The embedded names win over paths: a folder called ``hafez`` in the working directory is
 reached as ``./hafez``.
 
-Documents are *raw*: normalization is `sokhan.data.prepare`'s job. Whitespace-only
-documents are never yielded. User files are streamed line by line (never read whole), and
-the returned iterator can be obtained again by calling `iter_documents` again.
+Documents are *raw*: normalization is `sokhan.data.prepare`'s job (`normalized_documents`,
+shared with `sokhan eval`). Whitespace-only documents are never yielded. User files are
+streamed line by line (never read whole), and the returned iterator can be obtained again by
+calling `iter_documents` again.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import re
 import unicodedata
 import warnings
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from functools import lru_cache
 from pathlib import Path
 
@@ -59,15 +60,45 @@ def iter_documents(source: str, *, text_field: str = "text", doc_split: str = "b
     `SokhanError` at the call, not at the first `next()`); the documents are then read
     lazily. Call again to read the corpus again.
     """
-    if doc_split not in DOC_SPLITS:
-        raise SokhanError(f"unknown doc_split '{doc_split}' (choose {', '.join(DOC_SPLITS)})")
-    if on_decode_error not in DECODE_ERROR_MODES:
-        raise SokhanError(f"unknown on_decode_error '{on_decode_error}' (choose {', '.join(DECODE_ERROR_MODES)})")
+    _check_options(doc_split, on_decode_error)
     parts = [p.strip() for p in str(source).split(",")]
     if not any(parts):
         raise SokhanError(f"empty source; valid forms: {VALID_FORMS}")
     readers = [_resolve(p, text_field, doc_split, on_decode_error) for p in parts if p]
     return _chain(readers)
+
+
+def file_documents(path: str | Path, *, doc_split: str, on_decode_error: str, text_field: str = "text",
+                   ) -> Iterator[str]:
+    """The documents of one file, read exactly as `iter_documents` reads it within a source.
+
+    `sokhan eval` reads its file by this rule, so a file holding a dataset's validation
+    documents scores what the dataset's val split scores. A path is only a path here: one
+    named `hafez` or holding a comma is still that file.
+    """
+    _check_options(doc_split, on_decode_error)
+    p = Path(path)
+    if not p.is_file():
+        raise SokhanError(f"no such file: {path}")
+    return _chain([lambda: _iter_file(p, text_field, doc_split, on_decode_error)])
+
+
+def normalized_documents(raw_docs: Iterable[str], normalize: Callable[[str], str]) -> Iterator[str]:
+    """Each raw document normalized and stripped; the ones left empty are no documents.
+
+    The one rule `sokhan prepare` builds a split by and `sokhan eval` scores a text by: a text
+    scores what the same documents score in a dataset's split.
+    """
+    for raw in raw_docs:
+        if doc := normalize(raw).strip():
+            yield doc
+
+
+def _check_options(doc_split: str, on_decode_error: str) -> None:
+    if doc_split not in DOC_SPLITS:
+        raise SokhanError(f"unknown doc_split '{doc_split}' (choose {', '.join(DOC_SPLITS)})")
+    if on_decode_error not in DECODE_ERROR_MODES:
+        raise SokhanError(f"unknown on_decode_error '{on_decode_error}' (choose {', '.join(DECODE_ERROR_MODES)})")
 
 
 def _chain(readers) -> Iterator[str]:
@@ -109,17 +140,31 @@ def _iter_file(path: Path, text_field: str, doc_split: str, on_decode_error: str
     if path.suffix.lower() in JSONL_SUFFIXES:
         yield from _iter_jsonl(path, lines, text_field)
         return
+    yield from split_lines((line for _, line in lines), doc_split)
+
+
+def split_text(text: str, doc_split: str) -> Iterator[str]:
+    """The documents of `text` cut exactly as a .txt file holding it is cut by `iter_documents`.
+
+    The Python API scores a string by this rule (`LanguageModel.bits_per_char`), so a string
+    and a file with the same characters score alike.
+    """
+    _check_options(doc_split, "fail")
+    lines = text.removeprefix("\ufeff").split("\n")  # as `iter_lines`: a BOM dropped, lines cut at \n only
+    return split_lines((line.rstrip("\r") for line in lines), doc_split)
+
+
+def split_lines(lines: Iterable[str], doc_split: str) -> Iterator[str]:
+    """Lines (without their line endings) -> documents: at blank lines, at every line, or all as one."""
     if doc_split == "line":
-        for _, line in lines:
-            if line.strip():
-                yield line
+        yield from (line for line in lines if line.strip())
     elif doc_split == "file":
-        doc = "\n".join(line for _, line in lines)
+        doc = "\n".join(lines)
         if doc.strip():
             yield doc
     else:  # blank-line: one or more whitespace-only lines end a document
         buf: list[str] = []
-        for _, line in lines:
+        for line in lines:
             if line.strip():
                 buf.append(line)
             elif buf:

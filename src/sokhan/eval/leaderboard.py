@@ -6,6 +6,13 @@ exactly (every token once, each family the way it reads; see `sequence_nll`). A 
 encoder has no left-to-right likelihood, so it reports masked-token loss and accuracy in
 columns of its own. The figures are cached in the run folder, keyed by checkpoint.
 `write_leaderboard` prints the table and writes leaderboard.md and the picture.
+
+Bits per character rank models only on the same text: runs whose datasets differ (another
+source, normalizer option, split seed or validation fraction) scored other characters. Each
+run carries the fingerprint of its validation text (`sokhan.data.fingerprint`, recorded by
+`sokhan prepare`), and runs on different texts go to different tables, never one ranking.
+A dataset prepared before fingerprints has an unknown text: its runs are ranked only with
+runs on the same data folder.
 """
 
 from __future__ import annotations
@@ -20,7 +27,8 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from sokhan.data.shards import TokenData
+from sokhan.data.fingerprint import short_fingerprint
+from sokhan.data.shards import TokenData, load_meta
 from sokhan.errors import SokhanError
 from sokhan.eval.bpc import sequence_nll
 from sokhan.inspect.picture import XY, Picture, Series
@@ -31,6 +39,9 @@ from sokhan.train.metrics import last_val_row
 from sokhan.units import bits_per_char
 
 CACHE = "leaderboard.json"
+UNKNOWN = "unknown"  # the text of a dataset prepared before `sokhan prepare` recorded fingerprints
+MIXED_TEXTS = ("These runs scored different validation texts (their datasets differ in source, normalization or "
+               "split), so each text has its own table: bits per character compare only within a table.")
 FAMILY_COLOURS = {"ngram": "tab:gray", "rnn": "tab:orange", "lstm": "tab:green", "gru": "tab:olive", "gpt": "tab:blue"}
 
 
@@ -47,6 +58,8 @@ class RunSummary:
     masked_accuracy: float | None
     checkpoint: str = ""
     counted: bool = False        # counted (an n-gram), not trained: no training compute to plot
+    text: str = UNKNOWN          # the short fingerprint of the validation text scored
+    data: str = ""               # the data folder whose validation split was scored
 
     @property
     def tokens_per_s(self) -> float:
@@ -80,9 +93,11 @@ def summarize(run_dir: str | Path, device: str = "auto") -> RunSummary:
         val = TokenData(data_dir, "val")
         nll, _ = sequence_nll(lm.model, np.asarray(val.tokens), cfg.block_size)
         val_bpc = bits_per_char(nll, val.num_chars)
+    fingerprint = load_meta(data_dir)["splits"].get("val", {}).get("fingerprint")
+    text = short_fingerprint(fingerprint) if fingerprint else UNKNOWN
     summary = RunSummary(run_dir.name, cfg.family, size, int(lm.model.num_parameters()), int(progress.get("tokens", 0)),
                          float(progress.get("elapsed", 0.0)), val_bpc, masked_loss, masked_accuracy, str(folder),
-                         counted=caps.lookup)
+                         counted=caps.lookup, text=text, data=str(data_dir))
     cache.write_text(json.dumps(asdict(summary), indent=2), encoding="utf-8")
     return summary
 
@@ -129,7 +144,7 @@ def fmt(value: float | None, digits: int) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
-def leaderboard_picture(summaries: list[RunSummary], title: str) -> Picture:
+def leaderboard_picture(summaries: list[RunSummary], title: str, name: str = "leaderboard") -> Picture:
     """Bits/char against training compute (≈6·N·D FLOPs) and against wall time; one point per run.
 
     Counted n-gram models have no FLOP figure: on the compute panel they are dashed
@@ -163,18 +178,44 @@ def leaderboard_picture(summaries: list[RunSummary], title: str) -> Picture:
     panels = [XY(compute, "against training compute", "training compute ≈ 6 · parameters · tokens (FLOPs)", bpc,
                  log_x=True, y_range=y_range),
               XY(wall, "against training wall time", "training wall time (s)", bpc, log_x=True, y_range=y_range)]
-    return Picture("leaderboard", title, panels, columns=2, panel_size=(6.0, 4.8))
+    return Picture(name, title, panels, columns=2, panel_size=(6.0, 4.8))
 
 
-def write_leaderboard(summaries: list[RunSummary], out: Path, console: Console, title: str) -> Picture | None:
-    """Print the table; write leaderboard.md, and leaderboard.png/.html when some run has bits per character."""
+def by_text(summaries: list[RunSummary]) -> dict[str, list[RunSummary]]:
+    """The runs grouped by the validation text they were scored on, in the order first met: one ranking each.
+
+    Runs on an unknown text (a dataset without a fingerprint) group by data folder: one folder
+    holds one text, and two folders may not.
+    """
+    groups: dict[str, list[RunSummary]] = {}
+    for s in summaries:
+        groups.setdefault(s.text if s.text != UNKNOWN else f"{UNKNOWN} ({s.data})", []).append(s)
+    return groups
+
+
+def write_leaderboard(summaries: list[RunSummary], out: Path, console: Console, title: str) -> list[Picture]:
+    """Print one table per validation text; write leaderboard.md, and a picture per text with bits per character.
+
+    Runs that all scored one text (a zoo, runs on one dataset) give one table, leaderboard.md
+    and leaderboard.png/.html. Runs on several texts give a table per text, leaderboard.md
+    with a section per text and leaderboard-TEXT.png/.html for each, after one line saying why.
+    """
     out.mkdir(parents=True, exist_ok=True)
     wide = Console(file=console.file, width=max(console.width, 120), quiet=console.quiet)  # whole rows, even in a log
-    wide.print(table(summaries, title))
-    (out / "leaderboard.md").write_text(markdown(summaries), encoding="utf-8")
-    if all(s.val_bpc is None for s in summaries):
-        console.print(f"table: {out / 'leaderboard.md'}   (no plot: no left-to-right model has bits per character)")
-        return None
-    picture = save_picture(leaderboard_picture(summaries, title), out)
-    console.print(f"table: {out / 'leaderboard.md'}   plot: {picture.png}")
-    return picture
+    groups = by_text(summaries)
+    if len(groups) > 1:
+        console.print(MIXED_TEXTS)
+    sections, pictures = [], []
+    for i, (text, runs) in enumerate(groups.items()):
+        heading = f"{title} · validation text {text}"
+        wide.print(table(runs, heading))
+        sections.append(f"## validation text {text}\n\n{markdown(runs)}")
+        if any(s.val_bpc is not None for s in runs):
+            slug = f"{UNKNOWN}-{i + 1}" if text.startswith(UNKNOWN) else text  # a file name: no folder in it
+            name = "leaderboard" if len(groups) == 1 else f"leaderboard-{slug}"
+            pictures.append(save_picture(leaderboard_picture(runs, heading, name), out))
+    document = markdown(summaries) if len(groups) == 1 else f"{MIXED_TEXTS}\n\n" + "\n".join(sections)
+    (out / "leaderboard.md").write_text(document, encoding="utf-8")
+    plots = ", ".join(str(p.png) for p in pictures) or "none: no left-to-right model has bits per character"
+    console.print(f"table: {out / 'leaderboard.md'}   plot{'s' if len(pictures) > 1 else ''}: {plots}")
+    return pictures

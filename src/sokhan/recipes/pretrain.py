@@ -23,6 +23,7 @@ from sokhan.config import ModelConfig, TrainConfig
 from sokhan.data.shards import TokenData, load_meta
 from sokhan.device import resolve_device
 from sokhan.errors import SokhanError
+from sokhan.eval.bpc import sequence_nll
 from sokhan.inspect.curves import draw_loss_curve
 from sokhan.models import build_model
 from sokhan.models.checkpoint import latest_checkpoint, read_config, save_checkpoint
@@ -58,7 +59,10 @@ def pretrain(cfg: TrainConfig, model: dict[str, Any] | None = None, console: Con
         "model": model_cfg.to_dict(),
         "train": dataclasses.asdict(cfg),
         "normalizer": meta["normalizer"],
-        "data": {"source": meta.get("source"), "tokenizer": meta["tokenizer"], "splits": meta["splits"]},
+        # splits: counts and the fingerprint of each split's text; doc_split: how `sokhan eval` cuts a file
+        # (a dataset prepared before it was recorded has none: eval then takes prepare's default)
+        "data": {"source": meta.get("source"), "tokenizer": meta["tokenizer"], "splits": meta["splits"],
+                 "doc_split": meta.get("doc_split")},
     }
     tokenizer_json = (Path(cfg.data) / "tokenizer.json").read_text(encoding="utf-8")
     if net.capabilities.lookup:
@@ -87,7 +91,7 @@ def count_ngrams(model: nn.Module, cfg: TrainConfig, run_config: dict[str, Any],
     t0 = time.perf_counter()
     model.fit(np.asarray(train.tokens))
     elapsed = time.perf_counter() - t0
-    nll = -float(model.log_probs(np.asarray(val.tokens)).sum())
+    nll, _ = sequence_nll(model, val.tokens, model.config.block_size)  # as the leaderboard scores it
     val_loss = nll / max(val.num_tokens - 1, 1)
     val_bpc = bits_per_char(nll, val.num_chars)
     run_dir.mkdir(parents=True, exist_ok=True)
