@@ -1,6 +1,7 @@
 """Sampling and scoring: filters, stop strings, streaming, the sliding window of `eval`."""
 
 import math
+import random
 
 import pytest
 import torch
@@ -9,7 +10,9 @@ from sokhan.errors import SokhanError
 from sokhan.eval.bpc import bits_per_char, sequence_nll
 from sokhan.infer.sampling import (
     SampleConfig,
+    StreamStats,
     _held_back,
+    _stop_cut,
     candidates,
     decode_step,
     generate_ids,
@@ -17,12 +20,33 @@ from sokhan.infer.sampling import (
     stream_text,
 )
 from sokhan.models import GPT, ModelConfig, ModelOutput
-from sokhan.text.tokenizers import train_char
+from sokhan.models.components import KVCache
+from sokhan.text.tokenizers import BYTE_TOKENS, Tokenizer, train_bpe, train_char
 
 
 def tiny_model(block: int = 16, vocab: int = 50) -> GPT:
     torch.manual_seed(0)
     return GPT(ModelConfig(vocab_size=vocab, block_size=block, n_layer=1, n_head=2, n_embd=16)).eval()
+
+
+class Scripted(torch.nn.Module):
+    """A 'model' that always predicts the next token of a fixed script (then its last one, again)."""
+
+    def __init__(self, script: list[int], vocab_size: int):
+        super().__init__()
+        self.config = ModelConfig(vocab_size=vocab_size, block_size=64, n_layer=1, n_head=1, n_embd=8)
+        self.script, self.dummy = script, torch.nn.Parameter(torch.zeros(1))
+        self.i = 0
+
+    def new_cache(self, batch):
+        return KVCache(1, batch, 1, 64, 8, torch.device("cpu"), torch.float32)
+
+    def forward(self, idx, cache=None, last_only=False, **_):
+        logits = torch.full((1, 1, self.config.vocab_size), -1e9)
+        logits[0, 0, self.script[min(self.i, len(self.script) - 1)]] = 0
+        self.i += 1
+        cache.length += idx.size(1)
+        return ModelOutput(logits)  # the model protocol's named output
 
 
 def kept(logits: torch.Tensor, **kw) -> set[int]:
@@ -120,32 +144,98 @@ def test_stop_string_cuts_and_is_never_partially_streamed():
     assert _held_back("xyz|c", ["|cd"]) == 2
     assert _held_back("xyz", ["|cd"]) == 0
 
-    class Scripted(torch.nn.Module):
-        """A 'model' that always predicts the next character of a fixed script."""
-
-        def __init__(self, script: list[int]):
-            super().__init__()
-            self.config = ModelConfig(vocab_size=tok.vocab_size, block_size=64, n_layer=1, n_head=1, n_embd=8)
-            self.script, self.dummy = script, torch.nn.Parameter(torch.zeros(1))
-            self.i = 0
-
-        def new_cache(self, batch):
-            from sokhan.models.components import KVCache
-            return KVCache(1, batch, 1, 64, 8, torch.device("cpu"), torch.float32)
-
-        def forward(self, idx, cache=None, last_only=False, **_):
-            logits = torch.full((1, 1, tok.vocab_size), -1e9)
-            logits[0, 0, self.script[min(self.i, len(self.script) - 1)]] = 0
-            self.i += 1
-            cache.length += idx.size(1)
-            return ModelOutput(logits)  # the model protocol's named output
-
     script = tok.encode("ab|cd ef")
-    pieces = list(stream_text(Scripted(script), tok, [tok.bos_id], SampleConfig(max_new_tokens=20, stop=["|cd"])))
+    pieces = list(stream_text(Scripted(script, tok.vocab_size), tok, [tok.bos_id],
+                              SampleConfig(max_new_tokens=20, stop=["|cd"])))
     assert "".join(pieces) == "ab"
     assert all("|" not in p for p in pieces)
-    pieces = list(stream_text(Scripted(script + [tok.eos_id]), tok, [tok.bos_id], SampleConfig(max_new_tokens=20)))
+    pieces = list(stream_text(Scripted(script + [tok.eos_id], tok.vocab_size), tok, [tok.bos_id],
+                              SampleConfig(max_new_tokens=20)))
     assert "".join(pieces) == "ab|cd ef"
+
+
+def random_ids(tok: Tokenizer, rng: random.Random) -> list[int]:
+    """A random run of ids, no <|eos|>/<|end|>; for a char tokenizer half of them byte tokens."""
+    stops = {tok.eos_id, tok.token_id("<|end|>")}
+    ids = [i for i in range(tok.vocab_size) if i not in stops]
+    byte_ids = [tok.token_id(t) for t in BYTE_TOKENS] if tok.kind == "char" else ids
+    return [rng.choice(byte_ids if rng.random() < 0.5 else ids) for _ in range(rng.randint(1, 12))]
+
+
+@pytest.mark.parametrize("kind", ["char", "bpe"])
+def test_streamed_pieces_are_always_the_final_decode(kind):
+    """Whatever the ids (stray bytes, half characters, special tokens, stop strings), the pieces
+    streamed join to the decode of every id sampled, cut at a stop string: a char tokenizer's
+    byte fallback decodes a run of bytes as one, so '€' streamed from <0xE2><0x82><0xAC>
+    becomes '����' once <0xFF> follows, and a piece already printed would be wrong."""
+    texts = ["سلام دنیا، این یک آزمون است. می‌روم کِتاب", "hello world € 😀 ab|cd"] * 5
+    tok = train_char(texts) if kind == "char" else train_bpe(texts, vocab_size=300, min_frequency=1)
+    rng = random.Random(0)
+    for _ in range(300):
+        script = random_ids(tok, rng)
+        cfg = SampleConfig(max_new_tokens=len(script), temperature=0,
+                           stop=rng.choice([[], ["a"], ["€"], ["ل", "o w"], ["\ufffd"]]))
+        stats = StreamStats()
+        pieces = list(stream_text(Scripted(script, tok.vocab_size), tok, [tok.bos_id], cfg, stats))
+        text = tok.decode(script[:stats.tokens])
+        cut = _stop_cut(text, cfg.stop)
+        assert "".join(pieces) == text[:cut], [tok.id_to_token(i) for i in script]
+
+
+def test_tiny_temperatures_sample_greedily_and_bad_ones_are_refused():
+    """Logits divided by 1e-40 overflow and 5e-324 is 0 in float32: both once gave NaN scores and
+    <|pad|> (id 0) at every step. Below 1e-5 sampling is greedy, its limit."""
+    model = tiny_model()
+    greedy = list(generate_ids(model, [1, 2], SampleConfig(max_new_tokens=5, temperature=0)))
+    assert 0 not in greedy
+    for t in (1e-40, 5e-324, 1e-6):
+        assert list(generate_ids(model, [1, 2], SampleConfig(max_new_tokens=5, temperature=t, seed=0))) == greedy
+    assert SampleConfig(temperature=1e-6).greedy and not SampleConfig(temperature=1e-5).greedy
+    for bad in (math.nan, math.inf):
+        with pytest.raises(SokhanError, match="finite"):
+            SampleConfig(temperature=bad)
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_logits_that_break_mid_way_are_an_error_not_pad_tokens(temperature, bad):
+    """A model whose logits turn NaN (or one +inf, which makes softmax all NaN) at the 4th token
+    stops with one line after 3 good tokens; checking the first step only let it stream ids."""
+    model = tiny_model()
+    calls = 0
+
+    def break_at_fourth(module, inputs, out):
+        nonlocal calls
+        calls += 1
+        if calls >= 4:
+            out[..., 7] = bad
+
+    model.lm_head.register_forward_hook(break_at_fourth)
+    got = []
+    with pytest.raises(SokhanError, match=r"not finite .* at new token 4"):
+        for token in generate_ids(model, [1, 2], SampleConfig(max_new_tokens=10, temperature=temperature, seed=0)):
+            got.append(token)
+    assert len(got) == 3
+
+
+def test_a_zero_draw_never_picks_a_token_of_probability_zero(monkeypatch):
+    """With U = 0, log U = −inf made every score p / log U −0.0: the tie went to id 0, of probability 0."""
+    monkeypatch.setattr(torch.Tensor, "uniform_", lambda self, low=0.0, high=1.0, *, generator=None: self.fill_(low))
+    logits = torch.tensor([[-1e4, 0.0, -1e4, -1e4]])  # softmax: exactly [0, 1, 0, 0]
+    for cfg in (SampleConfig(temperature=1.0), SampleConfig(temperature=0.7, top_p=0.9),
+                SampleConfig(temperature=1.0, top_k=3)):
+        assert next_token(logits, cfg, None).item() == 1
+
+
+def test_a_context_of_one_token_generates():
+    """block_size 1: the rebuilt window once kept every token (tokens[-0:]), past the model's context."""
+    model = tiny_model(block=1)
+    out = list(generate_ids(model, [1, 2, 3], SampleConfig(max_new_tokens=5, temperature=0)))
+    last, expected = 3, []
+    for _ in range(5):
+        last = int(model(torch.tensor([[last]])).logits[0, -1].argmax())
+        expected.append(last)
+    assert out == expected
 
 
 def test_bad_sampling_options():

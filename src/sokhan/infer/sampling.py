@@ -6,6 +6,7 @@ that are safe to print (never half a UTF-8 character, never part of a stop strin
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -16,7 +17,11 @@ from sokhan.config import SampleConfig
 from sokhan.device import model_device
 from sokhan.errors import SokhanError
 from sokhan.models.protocol import Cache
-from sokhan.text.tokenizers import Tokenizer
+from sokhan.text.tokenizers import BYTE_TOKENS, Tokenizer
+
+# The smallest uniform draw of the exponential race (see `next_token`): above 0, and far below
+# torch's smallest nonzero float32 draw (2^-24 on CPU), so it changes a draw of exactly 0 only.
+SMALLEST_DRAW = 1e-30
 
 
 def candidates(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0,
@@ -40,8 +45,8 @@ def candidates(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0,
 
 
 def next_token(logits: torch.Tensor, cfg: SampleConfig, generator: torch.Generator | None) -> torch.Tensor:
-    """logits: (B, V) → (B, 1) token ids."""
-    if cfg.temperature == 0:
+    """logits: (B, V) → (B, 1) token ids; the likeliest when `cfg.greedy` (temperature 0 or nearly)."""
+    if cfg.greedy:
         return logits.argmax(dim=-1, keepdim=True)
     logits = logits.float()
     if cfg.temperature != 1.0:  # x / 1 == x exactly; skipping the op saves time per token
@@ -50,9 +55,15 @@ def next_token(logits: torch.Tensor, cfg: SampleConfig, generator: torch.Generat
     probs = torch.softmax(logits, dim=-1)
     # An exponential race: argmax_i p_i / E_i with E_i ~ Exp(1) picks i with probability p_i
     # (the Gumbel-max trick in another guise); a few µs, where torch.multinomial takes ~50.
-    # E = −log U with U ~ Uniform[0, 1), so p / E = −p / log U and the winner is argmin p / log U.
+    # E = −log U with U ~ Uniform, so p / E = −p / log U and the winner is argmin p / log U.
     # (uniform_ + log_ cost a third of exponential_, which sets up an MKL stream per call.)
-    choice = (probs / torch.empty_like(probs).uniform_(generator=generator).log_()).argmin(dim=-1, keepdim=True)
+    # U is drawn from [SMALLEST_DRAW, 1), not [0, 1): at U = 0, log U = −inf makes p / log U
+    # −0.0 whatever p is, so where every token of p > 0 drew 0 (a one-hot distribution: 1 in
+    # 2^24 tokens), all tied with the tokens of p = 0 and argmin took the first, id 0 (<|pad|>)
+    # when unfiltered. With log U finite and negative, the likeliest token (p ≥ 1/V) scores
+    # below −0.0, so a token of p = 0 (score −0.0) never wins.
+    draws = torch.empty_like(probs).uniform_(SMALLEST_DRAW, 1, generator=generator)
+    choice = (probs / draws.log_()).argmin(dim=-1, keepdim=True)
     return choice if ids is None else ids.gather(-1, choice)
 
 
@@ -63,6 +74,8 @@ def generate_ids(model: nn.Module, prompt: list[int], cfg: SampleConfig, stop_id
 
     Keys and values are cached, so each new token costs one position of attention per layer.
     When the context window is full, the cache is rebuilt from the most recent half window.
+    The logits are checked at every token, not only the first: a model can break down mid-way
+    (an activation overflowing late in a long text), and a NaN must not turn into <|pad|>s.
     """
     if not prompt:
         raise SokhanError("the prompt must have at least one token")
@@ -77,17 +90,23 @@ def generate_ids(model: nn.Module, prompt: list[int], cfg: SampleConfig, stop_id
     window = tokens[-block:]
     cache = model.new_cache(1)
     logits = model(torch.tensor([window], device=device), cache=cache, last_only=True).logits
-    if not torch.isfinite(logits).all():  # checked once: broken weights show at the first token
-        raise SokhanError("the model's logits are not finite (NaN/inf): its weights are broken")
-    for _ in range(cfg.max_new_tokens):
-        tok = next_token(logits[:, -1], cfg, generator)
+    for n in range(cfg.max_new_tokens):
+        last = logits[:, -1]
+        # One sum (~2 µs for 311 logits) is NaN or ±inf when any logit is (or when they are too
+        # big to add up in float32, which no sane model reaches). It is read after int(tok),
+        # which has waited for the step on a GPU already: the check adds no wait of its own.
+        total = last.sum()
+        tok = next_token(last, cfg, generator)
         token = int(tok)
+        if not math.isfinite(total.item()):
+            raise SokhanError(f"the model's logits are not finite (NaN/inf) at new token {n + 1}: "
+                              "its weights or activations are broken")
         yield token
         if token in stop_ids:
             return
         tokens.append(token)
-        if cache.length >= block:  # context full: keep the latest half window and start a new cache
-            window = tokens[-(block // 2):]
+        if cache.length >= block:  # context full: keep the latest half window (≥ 1 token) in a new cache
+            window = tokens[-max(1, block // 2):]
             cache = model.new_cache(1)
             logits = model(torch.tensor([window], device=device), cache=cache, last_only=True).logits
         else:
@@ -123,13 +142,16 @@ def stream_text(model: nn.Module, tokenizer: Tokenizer, prompt_ids: list[int], c
                 ) -> Iterator[str]:
     """Yield printable text pieces of the continuation; stops at <|eos|>/<|end|> or a stop string.
 
-    Byte-level tokens can split a character, so text is decoded from all generated ids and
-    only the part that is complete (no trailing U+FFFD) and cannot be the start of a stop
-    string is released. `stats` (for a server's usage and finish_reason) is filled in as it
-    goes; `cancelled` is polled after every token so an abandoned request stops at once.
+    Byte tokens can split a character, and a later token can change how earlier ones decode, so
+    text is decoded from all generated ids and released only where it is settled (see
+    `_settled`); of that, the part that cannot be the start of a stop string is released. The
+    pieces joined are always the final decode (cut at a stop string). `stats` (for a server's
+    usage and finish_reason) is filled in as it goes; `cancelled` is polled after every token
+    so an abandoned request stops at once.
     """
     stats = stats if stats is not None else StreamStats()
     stop_ids = {tokenizer.eos_id, tokenizer.token_id("<|end|>")}
+    byte_run_ids = _byte_run_ids(tokenizer)
     ids: list[int] = []
     emitted = 0
     for token in generate_ids(model, prompt_ids, cfg, stop_ids):
@@ -139,7 +161,7 @@ def stream_text(model: nn.Module, tokenizer: Tokenizer, prompt_ids: list[int], c
             break
         ids.append(token)
         text = tokenizer.decode(ids)
-        if not text.endswith("\ufffd"):
+        if _settled(text, token, byte_run_ids):
             cut = _stop_cut(text, cfg.stop)
             if cut is not None:
                 stats.finish_reason = "stop"
@@ -159,6 +181,26 @@ def stream_text(model: nn.Module, tokenizer: Tokenizer, prompt_ids: list[int], c
     end = cut if cut is not None else len(text)
     if end > emitted:
         yield text[emitted:end]
+
+
+def _byte_run_ids(tokenizer: Tokenizer) -> frozenset[int]:
+    """The ids of byte tokens that decode as a run: the byte fallback of a char tokenizer."""
+    if tokenizer.kind != "char":
+        return frozenset()
+    return frozenset(tokenizer.token_id(t) for t in BYTE_TOKENS)
+
+
+def _settled(text: str, last: int, byte_run_ids: frozenset[int]) -> bool:
+    """Whether `text`, the decode of the ids so far ending in `last`, starts every longer decode.
+
+    Byte-level BPE decodes all the bytes at once, a bad sequence as U+FFFD: only a trailing
+    U+FFFD can change (the start of a character whose last bytes are still to come). A char
+    tokenizer's byte fallback decodes a run of <0xNN> tokens as one: valid UTF-8 gives its
+    text, anything else one U+FFFD per byte, so a later byte can undo what the run showed
+    (<0xE2><0x82><0xAC> is '€', and with <0xFF> after it '����'). Its text is settled only
+    once a token that is not a byte ends the run.
+    """
+    return last not in byte_run_ids and not text.endswith("\ufffd")
 
 
 def _stop_cut(text: str, stops: list[str]) -> int | None:
