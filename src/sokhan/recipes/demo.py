@@ -18,6 +18,7 @@ from rich.panel import Panel
 from sokhan.api import LanguageModel
 from sokhan.config import FINETUNE_DEFAULTS, DemoConfig, FinetuneConfig, PrepareConfig, TrainConfig
 from sokhan.data.prepare import prepare
+from sokhan.eval.leaderboard import summarize
 from sokhan.inspect import plot_attention, plot_next_token
 from sokhan.recipes.finetune import finetune
 from sokhan.recipes.pretrain import pretrain
@@ -47,9 +48,9 @@ def run_demo(cfg: DemoConfig, console: Console) -> Path:
     for i, prompt in enumerate(PROMPTS):
         text = prompt + lm.generate(prompt, max_new_tokens=60, temperature=0.8, top_k=50, seed=cfg.seed + i)
         console.print(Panel(text.strip(), title=f"sample {i + 1}", expand=False))
-    bpc = f"≈{result.val_bpc:.3f}" if result.val_bpc is not None else "n/a"
-    console.print(f"validation: {bpc} bits per character (estimate from {train_cfg.eval_iters} random batches; "
-                  f"`sokhan leaderboard` scores the whole split) after {result.step} steps "
+    exact = summarize(result.run_dir, device=cfg.device)  # every val token once, as the leaderboard scores it
+    console.print(f"validation: {exact.val_bpc:.3f} bits per character (the whole split, text {exact.text}) "
+                  f"after {result.step} steps "
                   f"({result.tokens:,} tokens, {result.elapsed:.0f}s of training)")
     console.print(f"loss curve: {result.run_dir / 'loss.png'}")
     pictures = look_inside(lm, result.run_dir / "inspect")
