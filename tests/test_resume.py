@@ -136,6 +136,25 @@ def test_ctrl_c_at_any_moment_then_resume_is_bit_exact(data, tmp_path, monkeypat
         assert len(keys) == len(set(keys)), f"duplicate metrics rows after Ctrl-C at call {k}"
 
 
+def test_ctrl_c_in_the_last_step_finishes_the_run(data, tmp_path, monkeypatch):
+    """The step ends the run anyway: it is evaluated and saved as done, not left 'interrupted' for good."""
+    run = tmp_path / "run"
+    with monkeypatch.context() as m:
+        InterruptAt(m, 4, [(torch.nn.utils, "clip_grad_norm_")])  # inside step 4 of 4
+        result = train(data, run, max_steps=4, eval_interval=100)
+    assert result.step == 4 and not result.interrupted and result.val_loss is not None
+    assert (4, "val") in metric_keys(run)
+
+
+def test_an_ignored_sigint_stays_ignored(data, tmp_path):
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as in a job a script put in the background
+    try:
+        train(data, tmp_path / "run", max_steps=1)
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 # -- 3. a crash (SIGKILL) at every rename / fsync / delete of a save -------------------------------------
 
 
@@ -229,9 +248,13 @@ def test_a_kill_at_any_point_of_a_save_leaves_a_complete_latest_or_none(tmp_path
 def test_a_run_whose_first_save_died_starts_fresh(data, tmp_path, capsys):
     run = tmp_path / "run"
     (run / "checkpoints" / "step-0000004.tmp").mkdir(parents=True)  # the first save died half-way
+    (run / "metrics.jsonl").write_text('{"step": 1, "split": "train", "loss": 9.0}\n{"step": 2, "spl')  # its log
     result = train(data, run, max_steps=4)
     assert result.step == 4 and latest_checkpoint(run).name == "step-0000004"
     assert "starting fresh" in capsys.readouterr().err
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert rows == result.history and metric_keys(run) == [(1, "train"), (2, "train"), (3, "train"), (4, "train"),
+                                                           (4, "val")]  # the dead run's rows are gone
     again = tmp_path / "again"
     (again / "checkpoints").mkdir(parents=True)
     assert train(data, again, max_steps=4, resume=True).step == 4  # --resume with nothing to resume: fresh too
@@ -282,6 +305,11 @@ def test_a_larger_max_steps_on_resume_keeps_the_runs_cosine(data, tmp_path, caps
     lrs = {r["step"]: r["lr"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
            if r["split"] == "train"}
     assert [lrs[s] for s in (7, 8, 9)] == [1e-4] * 3  # stays at min_lr; the cosine is not stretched to 9
+    timed = tmp_path / "timed"  # a wall-clock budget with its own cosine end: the cosine stays by steps
+    train(data, timed, max_steps=4, max_time=3600, lr_decay_steps=8)
+    train(data, timed, max_steps=6, max_time=3600, resume=True)
+    state = load_trainer_state(latest_checkpoint(timed))
+    assert (state["lr_decay_steps"], state["cosine_by_time"]) == (8, False)
     other = tmp_path / "other"
     train(data, other, max_steps=6)
     train(data, other, max_steps=9, resume=True, lr_decay_steps=9)  # asked for: a new schedule

@@ -137,6 +137,25 @@ def test_prepare_records_the_fingerprint_and_doc_split_it_scores_by(dataset, run
     assert lm.config["data"]["splits"]["val"]["fingerprint"] == val["fingerprint"]
 
 
+def test_a_corpus_of_records_is_evaluated_one_document_per_file(tmp_path):
+    """Hafez, .jsonl and hub records are documents of their own (a ghazal keeps blank lines between its
+    couplets): eval reads a text file as one, not cut at blank lines by a doc_split that never applied."""
+    from sokhan.data.sources import eval_doc_split
+
+    (tmp_path / "a.txt").write_text("x\n\ny\n", encoding="utf-8")
+    (tmp_path / "b.jsonl").write_text('{"text": "x"}\n', encoding="utf-8")
+    (tmp_path / "records").mkdir()
+    (tmp_path / "records" / "c.jsonl").write_text('{"text": "x"}\n', encoding="utf-8")
+    assert eval_doc_split("hafez", "blank-line") == "file"
+    assert eval_doc_split("hafez,fatol-hafez", "line") == "file"
+    assert eval_doc_split(str(tmp_path / "b.jsonl"), "blank-line") == "file"
+    assert eval_doc_split(str(tmp_path / "records"), "blank-line") == "file"
+    assert eval_doc_split(f"hafez,{tmp_path / 'a.txt'}", "line") == "line"
+    assert eval_doc_split(str(tmp_path), "blank-line") == "blank-line"  # a folder holding a .txt
+    meta = prepare(PrepareConfig(source="hafez", out_dir=str(tmp_path / "hafez"), tokenizer="char"), progress=False)
+    assert load_meta(meta)["doc_split"] == "file"
+
+
 @pytest.mark.parametrize("family", ["gpt", "gru", "ngram"])
 def test_eval_of_the_val_documents_is_the_leaderboards_figure(runs, dataset, val_file, family):
     """The file of val documents scores, to the last bit, what the leaderboard scores on val.bin.

@@ -17,7 +17,8 @@ Pipeline (everything streams; neither the corpus nor its token ids are ever held
    fit) arrays, readable with `np.memmap` (see `sokhan.data.shards`);
 5. write `tokenizer.json` and, last, `meta.json`: per split its documents, tokens, characters
    and the fingerprint of its text (`sokhan.data.fingerprint`), and the `doc_split`, which
-   `sokhan eval` reuses to cut a file into documents as this corpus was cut.
+   `sokhan eval` reuses to cut a file into documents as this corpus was cut (`file` for a
+   corpus of records: see `sokhan.data.sources.eval_doc_split`).
 
 Outputs are built in a temporary folder inside `out_dir` and moved into place only when all
 of them are complete; the old `meta.json` is removed first and the new one moved in last, so
@@ -51,7 +52,7 @@ from rich.progress import (
 
 from sokhan.config import PrepareConfig
 from sokhan.data.fingerprint import TextFingerprint
-from sokhan.data.sources import iter_documents, letters_key, normalized_documents
+from sokhan.data.sources import eval_doc_split, iter_documents, letters_key, normalized_documents
 from sokhan.errors import SokhanError
 from sokhan.text.normalize import PersianNormalizer
 from sokhan.text.tokenizers import Tokenizer, train_tokenizer
@@ -166,7 +167,7 @@ def _build(cfg: PrepareConfig, normalizer: PersianNormalizer, raw_docs: Iterator
         "splits": splits,
         "val_fraction": cfg.val_fraction,
         "seed": cfg.seed,
-        "doc_split": cfg.doc_split,  # `sokhan eval` cuts a file into documents by the same rule
+        "doc_split": eval_doc_split(cfg.source, cfg.doc_split),  # how `sokhan eval` cuts a file: as this corpus
     }
     (tmp / "meta.json").write_text(json.dumps(meta, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     return meta

@@ -83,6 +83,24 @@ def file_documents(path: str | Path, *, doc_split: str, on_decode_error: str, te
     return _chain([lambda: _iter_file(p, text_field, doc_split, on_decode_error)])
 
 
+def eval_doc_split(source: str, doc_split: str) -> str:
+    """How `sokhan eval` should cut a text file for a model trained on `source`: the rule that cut it.
+
+    `doc_split` cut the source's plain-text files; the embedded corpora, .jsonl files and hub
+    datasets come in records, one document each, and a ghazal of `hafez` keeps blank lines
+    between its couplets. So where no part of the source is plain text, a text file is read as
+    one such document ("file"); where some part is, by `doc_split`.
+    """
+    def plain_text(spec: str) -> bool:
+        if spec in ("hafez", "fatol-hafez") or spec.startswith("hf:"):
+            return False
+        p = Path(spec).expanduser()
+        files = [f for f in p.rglob("*") if f.suffix.lower() in FOLDER_SUFFIXES] if p.is_dir() else [p]
+        return any(f.suffix.lower() not in JSONL_SUFFIXES for f in files)
+
+    return doc_split if any(plain_text(part.strip()) for part in str(source).split(",") if part.strip()) else "file"
+
+
 def normalized_documents(raw_docs: Iterable[str], normalize: Callable[[str], str]) -> Iterator[str]:
     """Each raw document normalized and stripped; the ones left empty are no documents.
 

@@ -61,20 +61,24 @@ class StopRequest:
     resume from it is not the run it continues. So the first Ctrl-C only sets `requested`;
     the loop finishes the step, saves and returns. A second Ctrl-C raises KeyboardInterrupt
     at once (unsaved: the previous checkpoint stands). Signals reach only the main thread,
-    so elsewhere this does nothing.
+    so elsewhere this does nothing, nor where SIGINT is ignored (a job a script put in the
+    background); the handler before it is put back afterwards.
     """
 
+    NOT_INSTALLED = object()
+
     def __init__(self, console: Console):
-        self.console, self.requested, self.previous = console, False, None
+        self.console, self.requested, self.previous = console, False, self.NOT_INSTALLED
 
     def __enter__(self) -> StopRequest:
-        if threading.current_thread() is threading.main_thread():
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN):
             self.previous = signal.signal(signal.SIGINT, self._handle)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
+        if self.previous is not self.NOT_INSTALLED:  # None: one set outside Python; Python's own stands in
+            signal.signal(signal.SIGINT, signal.default_int_handler if self.previous is None else self.previous)
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.requested:
@@ -104,6 +108,7 @@ class Trainer:
         torch.manual_seed(cfg.seed)                              # dropout
         self.step, self.tokens, self.elapsed = 0, 0, 0.0
         self.lr_decay_steps = cfg.lr_decay_steps or cfg.max_steps  # where the cosine reaches min_lr
+        self.cosine_by_time = bool(cfg.max_time) and not cfg.lr_decay_steps  # ... or the time budget ends
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
@@ -111,7 +116,7 @@ class Trainer:
     # -- state -------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
         state = {"step": self.step, "tokens": self.tokens, "elapsed": self.elapsed,
-                 "lr_decay_steps": self.lr_decay_steps,
+                 "lr_decay_steps": self.lr_decay_steps, "cosine_by_time": self.cosine_by_time,
                  "optimizer": self.optimizer.state_dict(), "data_rng": self.data_rng.get_state(),
                  "torch_rng": torch.get_rng_state()}
         if self.device.type == "cuda":
@@ -136,13 +141,15 @@ class Trainer:
         saved = read_config(folder).get("train", {})
         original = int(state.get("lr_decay_steps") or saved.get("lr_decay_steps") or saved.get("max_steps")
                        or self.lr_decay_steps)
+        by_time = bool(state.get("cosine_by_time", bool(saved.get("max_time")) and not saved.get("lr_decay_steps")))
         if self.cfg.lr_decay_steps:
-            if self.cfg.lr_decay_steps != original:
+            if self.cfg.lr_decay_steps != original or by_time:
                 self.console.print(f"learning rate: a new cosine, min_lr at step {self.lr_decay_steps} "
                                    f"(--lr-decay-steps; the run had {original})")
         else:
-            self.lr_decay_steps = original
-            self.console.print(f"learning rate: the run's own cosine, min_lr at step {original} "
+            self.lr_decay_steps, self.cosine_by_time = original, by_time
+            budget = " or when --max-time runs out" if by_time else ""
+            self.console.print(f"learning rate: the run's own cosine, min_lr at step {original}{budget} "
                                f"(--lr-decay-steps sets another)")
 
     def save(self) -> Path:
@@ -226,10 +233,12 @@ class Trainer:
                 return max(self.step / cfg.max_steps, self.elapsed / cfg.max_time if cfg.max_time else 0.0)
 
             bar = progress.add_task("train", total=1.0, completed=done(), loss="-", tps="-", step=self.step)
-            while (self.step < cfg.max_steps and not (cfg.max_time and self.elapsed >= cfg.max_time)
-                   and not stop.requested):
+            def budget_left() -> bool:
+                return self.step < cfg.max_steps and not (cfg.max_time and self.elapsed >= cfg.max_time)
+
+            while budget_left() and not stop.requested:
                 t0 = time.perf_counter()
-                by_time = self.elapsed / cfg.max_time if cfg.max_time and not cfg.lr_decay_steps else 0.0
+                by_time = self.elapsed / cfg.max_time if self.cosine_by_time and cfg.max_time else 0.0
                 lr = lr_at(self.step, cfg.lr, cfg.min_lr, cfg.warmup_steps, self.lr_decay_steps, by_time)
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
@@ -255,7 +264,7 @@ class Trainer:
                 if self.step % cfg.eval_interval == 0:
                     self._eval_and_save(log, result)
                     saved_at = self.step
-            result.interrupted = stop.requested
+            result.interrupted = stop.requested and budget_left()  # Ctrl-C in the last step: the run is done
             if result.interrupted:
                 self.console.print(f"[yellow]stopped after step {self.step}[/]")
             if saved_at != self.step:

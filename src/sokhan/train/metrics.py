@@ -32,7 +32,7 @@ class MetricsLog:
         self.rows: list[dict[str, Any]] = []
         if continue_after is not None and self.path.is_file():
             self.rows = [row for row in _read_rows(self.path, lenient=True) if row.get("step", 0) <= continue_after]
-            write_atomic(self.path, "".join(json.dumps(row) + "\n" for row in self.rows))
+        write_atomic(self.path, "".join(json.dumps(row) + "\n" for row in self.rows))  # a fresh run: empty
         self.file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - open for the run
 
     def write(self, row: dict[str, Any]) -> None:
@@ -46,16 +46,19 @@ class MetricsLog:
 
 def _read_rows(path: Path, lenient: bool = False) -> list[dict[str, Any]]:
     """The rows of a metrics file; `lenient`: a last line that is not JSON (cut short) is left out."""
-    with open(path, encoding="utf-8") as f:
-        lines = [line for line in f if line.strip()]
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = [line for line in f if line.strip()]
+    except UnicodeDecodeError as e:
+        raise SokhanError(f"{path} is not valid JSON lines ({e})") from None
     rows = []
     for i, line in enumerate(lines):
         try:
             rows.append(json.loads(line))
-        except json.JSONDecodeError:
+        except json.JSONDecodeError as e:
             if lenient and i == len(lines) - 1:
                 break
-            raise
+            raise SokhanError(f"{path} is not valid JSON lines (line {i + 1}: {e})") from None
     return rows
 
 
@@ -65,10 +68,7 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
     path = folder / METRICS
     if not path.is_file():
         raise SokhanError(f"{folder} has no {METRICS} (is it a `sokhan train` run folder?)")
-    try:
-        return _read_rows(path)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise SokhanError(f"{path} is not valid JSON lines ({e})") from None
+    return _read_rows(path)
 
 
 def last_val_row(run_dir: str | Path) -> dict[str, Any]:
