@@ -92,16 +92,31 @@ def weights_bytes(model: nn.Module) -> bytes:
 
 
 def load_weights(model: nn.Module, folder: str | Path) -> None:
-    """Load `model.safetensors` into `model`; every parameter must be present (tied ones once)."""
+    """Load `model.safetensors` into `model`; every parameter must be present (tied ones once).
+
+    Each tensor is checked against the model's before anything is copied: a parameter's shape
+    and dtype must be the model's (a config.json edited after training, or weights from another
+    model, would otherwise stop in `load_state_dict` with a traceback, or be cast silently). A
+    buffer must have the model's dtype and number of dimensions only: the n-gram's tables are
+    buffers as long as the counted data made them.
+    """
     path = Path(folder) / WEIGHTS
     try:
         tensors = load_safetensors(path.read_bytes())
     except (OSError, SafetensorError) as e:
         raise SokhanError(f"cannot read weights {path}: {e}") from None
-    expected = set(unique_state_dict(model))
-    if set(tensors) != expected:
-        missing, extra = sorted(expected - set(tensors)), sorted(set(tensors) - expected)
+    expected = unique_state_dict(model)
+    if set(tensors) != set(expected):
+        missing, extra = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
         raise SokhanError(f"weights in {path} do not fit this model (missing {missing[:3]}, unexpected {extra[:3]})")
+    buffers = {name for name, _ in model.named_buffers()}
+    for name, want in expected.items():
+        got = tensors[name]
+        fits = got.ndim == want.ndim if name in buffers else got.shape == want.shape
+        if not fits or got.dtype != want.dtype:
+            raise SokhanError(f"weights in {path} do not fit this model: {name} is {list(got.shape)} "
+                              f"{str(got.dtype).removeprefix('torch.')} in the file, {list(want.shape)} "
+                              f"{str(want.dtype).removeprefix('torch.')} in the model its config.json describes")
     model.load_state_dict(tensors, strict=False)
 
 
@@ -197,12 +212,13 @@ def save_checkpoint(run_dir: str | Path, step: int, model: nn.Module, config: di
 
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
     """The checkpoint a run continues from: the one `checkpoints/latest` names, or, where `latest` is
-    missing or names no complete checkpoint (a first save that died), the newest complete one; None
-    if the run has none."""
+    missing or names no complete checkpoint (a first save that died, or a file that is not a name),
+    the newest complete one; None if the run has none. `latest` can only name a checkpoint folder
+    of this run: its text is compared with their names, never followed as a path."""
     ckpt_root = Path(run_dir) / "checkpoints"
     latest = ckpt_root / LATEST
     if latest.is_file():
-        named = latest.read_text(encoding="utf-8").strip()
+        named = latest.read_bytes().decode("utf-8", errors="replace").strip()
         if named in {p.name for p in complete_checkpoints(ckpt_root)}:
             return ckpt_root / named
     done = complete_checkpoints(ckpt_root)
@@ -233,6 +249,9 @@ def run_folder(path: str | Path) -> Path:
 
 
 def read_config(folder: str | Path) -> dict[str, Any]:
+    """A model folder's config.json, its shape checked once here: an object with a `model` section, every
+    section that holds options an object (callers read them with `.get`), and so are `data.splits` and
+    each split in it. The values inside are checked where they are built into configs (`from_dict`)."""
     path = Path(folder) / CONFIG
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -240,6 +259,14 @@ def read_config(folder: str | Path) -> dict[str, Any]:
         raise SokhanError(f"cannot read {path}: {e}") from None
     if not isinstance(data, dict) or "model" not in data:
         raise SokhanError(f"{path} has no 'model' section")
+    sections = {name: data[name] for name in CONFIG_SECTIONS if name in data}
+    splits = data.get("data", {}).get("splits", {}) if isinstance(data.get("data"), dict) else {}
+    sections.update({"data.splits": splits})
+    if isinstance(splits, dict):
+        sections.update({f"data.splits.{name}": split for name, split in splits.items()})
+    for name, section in sections.items():
+        if not isinstance(section, dict):
+            raise SokhanError(f"{path}: '{name}' must be an object of options, got {json_kind(section)}")
     return data
 
 
@@ -248,7 +275,10 @@ def load_trainer_state(folder: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise SokhanError(f"{folder} has no {STATE}: it is a model, not a resumable checkpoint")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # weights_only refuses anything but tensors and plain containers
         reason = str(e).split("\n")[0]
         raise SokhanError(f"cannot read trainer state {path}: {reason}") from None
+    if not isinstance(state, dict):
+        raise SokhanError(f"cannot read trainer state {path}: it holds a {type(state).__name__}, not a dict")
+    return state

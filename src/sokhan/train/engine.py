@@ -54,37 +54,42 @@ class TrainResult:
 
 
 class StopRequest:
-    """Ctrl-C (SIGINT) asks the loop to stop at the end of the current step, never inside one.
+    """Ctrl-C (SIGINT), or SIGTERM (what `kill`, a scheduler's time limit and `docker stop` send), asks
+    the loop to stop at the end of the current step, never inside one.
 
     Stopping mid-step would save a state that is no state of the run: micro-batches drawn
     (data RNG, stream position, token count) and dropout noise used, but no update made; a
     resume from it is not the run it continues. So the first Ctrl-C only sets `requested`;
-    the loop finishes the step, saves and returns. A second Ctrl-C raises KeyboardInterrupt
+    the loop finishes the step, saves and returns. A second signal raises KeyboardInterrupt
     at once (unsaved: the previous checkpoint stands). Signals reach only the main thread,
-    so elsewhere this does nothing, nor where SIGINT is ignored (a job a script put in the
-    background); the handler before it is put back afterwards.
+    so elsewhere this does nothing, nor for a signal that is ignored (SIGINT in a job a
+    script put in the background); the handlers before are put back afterwards.
     """
 
-    NOT_INSTALLED = object()
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self, console: Console):
-        self.console, self.requested, self.previous = console, False, self.NOT_INSTALLED
+        self.console, self.requested = console, False
+        self.previous: dict[int, Any] = {}
 
     def __enter__(self) -> StopRequest:
-        if (threading.current_thread() is threading.main_thread()
-                and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN):
-            self.previous = signal.signal(signal.SIGINT, self._handle)
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                if signal.getsignal(sig) is not signal.SIG_IGN:
+                    self.previous[sig] = signal.signal(sig, self._handle)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.previous is not self.NOT_INSTALLED:  # None: one set outside Python; Python's own stands in
-            signal.signal(signal.SIGINT, signal.default_int_handler if self.previous is None else self.previous)
+        for sig, previous in self.previous.items():  # None: set outside Python; Python's default stands in
+            signal.signal(sig, previous if previous is not None else
+                          signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL)
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
-        self.console.print("[yellow]Ctrl-C: finishing this step, then saving (Ctrl-C again: stop now, unsaved)[/]")
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        self.console.print(f"[yellow]{name}: finishing this step, then saving (again: stop now, unsaved)[/]")
 
 
 class Trainer:
@@ -127,13 +132,20 @@ class Trainer:
     def restore(self, folder: Path) -> None:
         load_weights(self.model, folder)
         state = load_trainer_state(folder)
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.data_rng.set_state(state["data_rng"])
-        torch.set_rng_state(state["torch_rng"])
-        if "cuda_rng" in state and self.device.type == "cuda":
-            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
-        self.task.load_state_dict(state.get("task", {}))
-        self.step, self.tokens, self.elapsed = int(state["step"]), int(state["tokens"]), float(state["elapsed"])
+        try:  # a state written by this engine always loads; anything else is named in one line
+            _check_state(state)
+            self.optimizer.load_state_dict(state["optimizer"])
+            _check_moments(self.optimizer)
+            self.data_rng.set_state(state["data_rng"])
+            torch.set_rng_state(state["torch_rng"])
+            if "cuda_rng" in state and self.device.type == "cuda":
+                torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+            self.task.load_state_dict(state.get("task", {}))
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as e:
+            raise SokhanError(f"{folder}: its trainer state does not fit this run ({type(e).__name__}: "
+                              f"{str(e).splitlines()[0] if str(e) else e!r}); resume from another checkpoint "
+                              f"or start a fresh --out-dir") from None
+        self.step, self.tokens, self.elapsed = state["step"], state["tokens"], float(state["elapsed"])
         self.console.print(f"resumed from {folder} at step {self.step}")
         # The cosine is the original run's unless --lr-decay-steps asks for another: stretching it to a
         # larger --max-steps would send the learning rate back up. (Checkpoints from before this was
@@ -153,9 +165,17 @@ class Trainer:
                                f"(--lr-decay-steps sets another)")
 
     def save(self) -> Path:
+        """Write a checkpoint; a full disk or read-only folder is one line naming the path, and the last
+        complete checkpoint stands (`save_checkpoint` only replaces `latest` once the new one is whole)."""
         self.run_config["progress"] = {"step": self.step, "tokens": self.tokens, "elapsed": round(self.elapsed, 2)}
-        return save_checkpoint(self.run_dir, self.step, self.model, self.run_config, self.tokenizer_json,
-                               self.state(), keep=self.cfg.keep_checkpoints)
+        try:
+            return save_checkpoint(self.run_dir, self.step, self.model, self.run_config, self.tokenizer_json,
+                                   self.state(), keep=self.cfg.keep_checkpoints)
+        except OSError as e:
+            kept = latest_checkpoint(self.run_dir)
+            raise SokhanError(f"cannot save step {self.step}: {e.strerror or e} ({e.filename or self.run_dir}); "
+                              f"{f'the last complete checkpoint is kept: {kept}' if kept else 'nothing is saved'}"
+                              ) from None
 
     # -- evaluation --------------------------------------------------------------------
     @torch.no_grad()
@@ -244,10 +264,12 @@ class Trainer:
                     group["lr"] = lr
                 batches = [self.task.sample("train", self.data_rng) for _ in range(cfg.grad_accum)]
                 loss = self.accumulate(train_model, batches)
-                if not math.isfinite(loss):
-                    raise SokhanError(f"loss became {loss} at step {self.step}; lower --lr")
+                if not math.isfinite(loss):  # before the update: the weights and the last checkpoint stay good
+                    raise self._diverged("loss", loss)
                 if cfg.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+                    norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip))
+                    if not math.isfinite(norm):
+                        raise self._diverged("gradient norm", norm)
                 self.optimizer.step()
                 self.optimizer.zero_grad(set_to_none=True)
                 self.step += 1
@@ -278,6 +300,12 @@ class Trainer:
         result.step, result.tokens, result.elapsed, result.history = self.step, self.tokens, self.elapsed, metrics.rows
         return result
 
+    def _diverged(self, what: str, value: float) -> SokhanError:
+        kept = latest_checkpoint(self.run_dir)
+        return SokhanError(f"{what} became {value} at step {self.step + 1}, before its update; "
+                           f"{f'the last good checkpoint is {kept}' if kept else 'no checkpoint was saved yet'}; "
+                           f"lower --lr (or raise --warmup-steps) and resume")
+
     def _eval_and_save(self, log: Callable[[dict[str, Any]], None], result: TrainResult,
                        evaluate: bool = True) -> None:
         if evaluate:
@@ -292,3 +320,25 @@ class Trainer:
         self.save()
         if self.on_save is not None:
             self.on_save(self.run_dir)
+
+
+def _check_state(state: dict[str, Any]) -> None:
+    """The keys and types a trainer state must have (`Trainer.state`); TypeError/KeyError name what is wrong."""
+    for key, kind in (("step", int), ("tokens", int), ("elapsed", (int, float)), ("optimizer", dict),
+                      ("data_rng", torch.Tensor), ("torch_rng", torch.Tensor), ("task", dict)):
+        if key not in state:
+            raise KeyError(f"no '{key}'")
+        if not isinstance(state[key], kind) or isinstance(state[key], bool):
+            raise TypeError(f"'{key}' is a {type(state[key]).__name__}")
+    if state["step"] < 0 or state["tokens"] < 0:
+        raise ValueError("a negative step or token count")
+
+
+def _check_moments(optimizer: torch.optim.Optimizer) -> None:
+    """Each loaded moment has its parameter's shape (`load_state_dict` does not check; the update would fail)."""
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            for name, value in optimizer.state.get(p, {}).items():
+                if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape != p.shape:
+                    raise ValueError(f"optimizer '{name}' has shape {tuple(value.shape)} for a parameter of "
+                                     f"{tuple(p.shape)}")
