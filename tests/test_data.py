@@ -17,7 +17,7 @@ from sokhan.data.shards import TokenData, load_meta
 from sokhan.data.sources import CorpusWarning, iter_documents, letters_key
 from sokhan.errors import SokhanError
 from sokhan.text.normalize import NormalizerConfig, PersianNormalizer
-from sokhan.text.tokenizers import Tokenizer
+from sokhan.text.tokenizers import Tokenizer, train_char
 
 PERSIAN = re.compile(r"[\u0600-\u06FF]")
 
@@ -310,11 +310,12 @@ def test_failed_prepare_keeps_previous_dataset(tmp_path):
 
 def make_dataset(path: Path, tokens: dict[str, np.ndarray], dtype: str = "uint16") -> Path:
     path.mkdir(parents=True, exist_ok=True)
+    train_char(["ab"]).save(path / "tokenizer.json")  # a dataset has one; these tests read only the shards
     splits = {}
     for split, arr in tokens.items():
         arr.astype(np.dtype(dtype).newbyteorder("<")).tofile(path / f"{split}.bin")
         splits[split] = {"documents": 1, "tokens": int(arr.size), "chars": int(arr.size)}
-    meta = {"format": 1, "dtype": dtype, "vocab_size": 70000, "tokenizer": "char", "source": "test",
+    meta = {"format": 1, "dtype": dtype, "vocab_size": 70000, "tokenizer": "char", "normalizer": {}, "source": "test",
             "bos_id": 1, "eos_id": 2, "pad_id": 0, "splits": splits}
     (path / "meta.json").write_text(json.dumps(meta))
     return path

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import sys
 
+from rich.markup import escape
+
 from sokhan.cli import (
     chat,
     demo,
@@ -26,7 +28,7 @@ from sokhan.cli import (
     train,
     zoo,
 )
-from sokhan.cli.arguments import Parser, console
+from sokhan.cli.arguments import Parser, check_utf8, console
 from sokhan.errors import SokhanError
 
 COMMANDS = (demo, prepare, train, sample, finetune, chat, evaluate, fill, leaderboard, zoo, inspect, serve)
@@ -44,11 +46,13 @@ def build_parser() -> Parser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     try:
+        check_utf8(argv)
         args = build_parser().parse_args(argv)
         return args.run(args) or 0
-    except SokhanError as e:
-        console.print(f"[red]error:[/] {e}", highlight=False, soft_wrap=True)
+    except SokhanError as e:  # the message is text, never markup: a '[/x]' typed by the user prints as typed
+        console.print(f"[red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         console.print("interrupted")

@@ -15,7 +15,7 @@ from typing import Any, NoReturn, TypeVar
 
 from rich.console import Console
 
-from sokhan.config import Config, field_specs, load_config
+from sokhan.config import Config, check_out_dir, field_specs, load_config
 from sokhan.config.train import DEVICE_HELP, check_device
 from sokhan.errors import SokhanError
 
@@ -84,8 +84,43 @@ def add_config(parser: argparse.ArgumentParser, defaults: Config) -> None:
 
 
 def config_from(args: argparse.Namespace, cls: type[C], base: C | None = None, skip: tuple[str, ...] = ()) -> C:
-    """The checked config a command runs with: (base or defaults) <- its --config table <- the flags typed."""
-    return load_config(cls, args.config, given(args, cls, skip), base=base)
+    """The checked config a command runs with: (base or defaults) <- its --config table <- the flags typed.
+
+    A config that names a folder to write (`out_dir`) has it checked too, before any work starts.
+    """
+    cfg = load_config(cls, args.config, given(args, cls, skip), base=base)
+    if "out_dir" in field_specs(cls):
+        check_out_dir(cfg.out_dir)
+    return cfg
+
+
+def out_dir(text: str) -> str:
+    """An argparse type: a folder to write into (`check_out_dir`), for a command with no config."""
+    try:
+        check_out_dir(text, "")
+    except SokhanError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
+def check_utf8(argv: list[str]) -> None:
+    """Every argument must be UTF-8 text. Python hands bytes that are not (a Latin-1 file name, a prompt
+    typed in another encoding) over as lone surrogates, which no tokenizer, JSON file or folder name that
+    sokhan writes can hold: they are refused at the door, shown as the bytes they were."""
+    for arg in argv:
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:
+            raise SokhanError(f"argument '{_as_bytes(arg)}' is not UTF-8 text; sokhan reads its arguments as UTF-8 "
+                              f"(rename the file, or re-encode the text)") from None
+
+
+def _as_bytes(arg: str) -> str:
+    """An argument with its undecodable bytes written as \\xNN (a surrogate from a Python caller as \\uNNNN)."""
+    try:
+        return arg.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:
+        return arg.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def add_model_folder(parser: argparse.ArgumentParser, what: str = "model") -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sokhan.cli.arguments import add_model_folder, at_least
+from sokhan.cli.arguments import add_model_folder, at_least, out_dir
 from sokhan.errors import SokhanError
 
 NAME = "inspect"
@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         q = views.add_parser(name, help=help, description=help)
         if model:
             add_model_folder(q)
-        q.add_argument("--out-dir", default=None,
+        q.add_argument("--out-dir", type=out_dir, default=None,
                        help="where NAME.png and NAME.html go (default: the run folder's inspect/)")
         return q
 

@@ -1,12 +1,21 @@
 """Every config of sokhan, importable without torch (so `sokhan --help` is instant), each checked when built."""
 
-from sokhan.config.base import Config, coerce, config_values, field_specs, load_config, option, read_table
+from sokhan.config.base import (
+    Config,
+    check_out_dir,
+    coerce,
+    config_values,
+    field_specs,
+    load_config,
+    option,
+    read_table,
+)
 from sokhan.config.data import NormalizerConfig, PrepareConfig
 from sokhan.config.model import DEFAULT_PRESET, FAMILIES, PRESETS, ModelConfig
 from sokhan.config.recipes import ZOO_FAMILIES, DemoConfig, ZooConfig
 from sokhan.config.sample import SampleConfig
 from sokhan.config.serve import ServeConfig
-from sokhan.config.train import FINETUNE_DEFAULTS, FinetuneConfig, TrainConfig
+from sokhan.config.train import FINETUNE_DEFAULTS, FinetuneConfig, LoraConfig, TrainConfig
 
 __all__ = [
            "DEFAULT_PRESET",
@@ -17,6 +26,7 @@ __all__ = [
            "Config",
            "DemoConfig",
            "FinetuneConfig",
+           "LoraConfig",
            "ModelConfig",
            "NormalizerConfig",
            "PrepareConfig",
@@ -24,6 +34,7 @@ __all__ = [
            "ServeConfig",
            "TrainConfig",
            "ZooConfig",
+           "check_out_dir",
            "coerce",
            "config_values",
            "field_specs",

@@ -182,12 +182,56 @@ class Config:
 
     @classmethod
     def from_dict(cls: type[C], data: Mapping[str, Any], where: str = "") -> C:
-        """Build from a saved mapping (a config.json section): every field as it was, unknown keys an error."""
-        check_keys(cls, data, where or cls.__name__)
-        return cls(**data)
+        """Build from a saved mapping (a config.json section): every field as it was, unknown keys an error.
+
+        The section is a file's, so anything may stand there: `null`, a list, a string, a table
+        that lacks a field with no default, or a bad value. Each is one line naming `where`.
+        """
+        where = where or cls.__name__
+        if not isinstance(data, Mapping):
+            raise SokhanError(f"{where} must be a table of options, got {json_kind(data)}")
+        check_keys(cls, data, where)
+        missing = [f.name for f in dataclasses.fields(cls) if f.name not in data
+                   and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        if missing:
+            raise SokhanError(f"{where} lacks {', '.join(missing)}")
+        try:
+            return cls(**data)
+        except SokhanError as e:  # say which file the bad value is in
+            raise SokhanError(f"{where}: {e}") from None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def json_kind(value: Any) -> str:
+    """What a JSON value is, in the words of the file a user reads (`null`, not `None`)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return f"the number {value}"
+    if isinstance(value, str):
+        return f"the string {value!r}"
+    if isinstance(value, Mapping):
+        return "an object"
+    return "a list" if isinstance(value, (list, tuple)) else f"a {type(value).__name__}"
+
+
+def check_out_dir(path: str | Path, what: str = "out_dir") -> None:
+    """Refuse a folder to write into that cannot be one: it, or the nearest part of it that exists, is a file.
+
+    Checked before any work, so a command stops with one line naming the file, not with
+    mkdir's traceback at its first save minutes later. `what` names the option ("" for none).
+    """
+    p = Path(path)
+    for part in (p, *p.parents):
+        if part.is_dir():
+            return
+        if part.exists():
+            why = "exists and is not a folder" if part == p else f"cannot be made: {part} is not a folder"
+            raise SokhanError(f"{what} {p} {why}".lstrip())
 
 
 def check_keys(cls: type[Config], keys: Mapping[str, Any] | set[str], where: str) -> None:

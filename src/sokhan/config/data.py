@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from sokhan.config.base import SEED_MAX, SEED_MIN, Config, option
+from sokhan.config.model import MAX_VOCAB
 from sokhan.errors import SokhanError
 
 DOC_SPLITS = ("blank-line", "line", "file")    # how a text file is cut into documents (sokhan.data.sources)
@@ -55,7 +56,8 @@ class PrepareConfig(Config):
                           "meta.json")
     tokenizer: str = option("bpe", "byte-level BPE, or one token per character (with byte fallback)",
                             choices=("bpe", "char"), what="tokenizer kind")
-    vocab_size: int = option(4096, "BPE vocabulary size, special tokens and the 256 bytes included", low=1)
+    vocab_size: int = option(4096, "BPE vocabulary size, special tokens and the 256 bytes included", low=1,
+                             high=MAX_VOCAB)
     val_fraction: float = option(0.05, "share of documents held out for validation (split by a hash of each "
                                  "document's opening, so two editions of a poem land together)",
                                  low=0, high=0.5, low_open=True)

@@ -6,6 +6,15 @@ embeddings). A preset is a named set of starting values that the other fields th
 What you get from the command line, a TOML `[model]` table or `ModelConfig.create()` with no
 preset is the `small` preset, the demo's model. A saved config.json holds every field, so
 loading it (`from_dict`) rebuilds the same model whatever the presets say today.
+
+Every dimension has a ceiling, and so has the whole: a model whose weights would not fit
+any machine sokhan runs on (n_layer 10⁶, a vocabulary of 10¹², …) is refused when its config
+is built, naming the estimate, instead of trying to allocate petabytes. The ceilings, far
+above anything trained here (GPT-2's 124M is the largest preset):
+
+    vocab_size ≤ 2²⁴ (16,777,216)     block_size ≤ 2²⁰ (1,048,576)    n_layer ≤ 1024
+    n_embd, n_head ≤ 2¹⁶ (65,536)     ffn_hidden ≤ 2¹⁸ (262,144)
+    parameters (and fixed position tables) ≤ 10¹⁰: 40 GB of float32 weights
 """
 
 from __future__ import annotations
@@ -18,6 +27,15 @@ from sokhan.errors import SokhanError
 
 FAMILIES = ("gpt", "bert", "rnn", "lstm", "gru", "ngram")  # each is a class in sokhan.models.FAMILIES
 MAX_NGRAM_ORDER = 8
+# The ceilings of the module docstring.
+MAX_VOCAB = 2**24        # a uint32 shard holds it, and the n-gram's int64 ids stay exact
+MAX_BLOCK = 2**20
+MAX_LAYERS = 1024
+MAX_WIDTH = 2**16
+MAX_FFN = 2**18
+MAX_PARAMETERS = 10**10
+BYTES_PER_NUMBER = 4     # float32, as models are built
+RECURRENT_GATES = {"rnn": 1, "gru": 3, "lstm": 4}  # weight blocks per layer of torch's nn.RNN / GRU / LSTM
 
 PRESETS: dict[str, dict[str, Any]] = {
     # A few seconds per hundred steps on a laptop CPU.
@@ -48,13 +66,15 @@ class ModelConfig(Config):
     family: str = option("gpt", "the kind of model: a GPT decoder, a BERT masked encoder, a recurrent network "
                          "(rnn, lstm, gru) or a counted n-gram model", choices=FAMILIES, what="model family")
     vocab_size: int = option(4096, "size of the token embedding and output layer; training takes the "
-                             "tokenizer's unless given (it may be larger, e.g. padded to a multiple of 64)", low=1)
-    block_size: int = option(256, "context length in tokens (for a recurrent model: the BPTT length)", low=1)
-    n_layer: int = option(4, "number of Transformer blocks, or of stacked recurrent layers", low=1)
-    n_head: int = option(4, "attention heads per layer (n_embd must divide by it)", low=1)
-    n_embd: int = option(128, "width of the model, d_model (the recurrent hidden size)", low=1)
+                             "tokenizer's unless given (it may be larger, e.g. padded to a multiple of 64)", low=1,
+                             high=MAX_VOCAB)
+    block_size: int = option(256, "context length in tokens (for a recurrent model: the BPTT length)", low=1,
+                             high=MAX_BLOCK)
+    n_layer: int = option(4, "number of Transformer blocks, or of stacked recurrent layers", low=1, high=MAX_LAYERS)
+    n_head: int = option(4, "attention heads per layer (n_embd must divide by it)", low=1, high=MAX_WIDTH)
+    n_embd: int = option(128, "width of the model, d_model (the recurrent hidden size)", low=1, high=MAX_WIDTH)
     ffn_hidden: int | None = option(None, "inner width of the feed-forward network, d_ff; unset: 4 · n_embd "
-                                    "(⅔ of that for SwiGLU, as in LLaMA)", low=1)
+                                    "(⅔ of that for SwiGLU, as in LLaMA)", low=1, high=MAX_FFN)
     dropout: float = option(0.0, "§5.4 residual dropout: sublayer outputs and embedding sums (recurrent "
                             "models: between layers and on input and output)", low=0, high=1, high_open=True)
     # The paper drops only what `dropout` does; GPT-2 (attn_pdrop) also drops attention weights.
@@ -101,6 +121,34 @@ class ModelConfig(Config):
             raise SokhanError(f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}")
         if self.positional == "rope" and (self.n_embd // self.n_head) % 2:
             raise SokhanError("RoPE needs an even head size (n_embd / n_head)")
+        numbers = self.estimated_numbers()
+        if numbers > MAX_PARAMETERS:
+            raise SokhanError(f"this {self.family} model would hold about {numbers:.2g} parameters "
+                              f"({size_in_words(numbers * BYTES_PER_NUMBER)} of float32), above sokhan's ceiling of "
+                              f"{MAX_PARAMETERS:,} ({size_in_words(MAX_PARAMETERS * BYTES_PER_NUMBER)}); lower "
+                              f"n_layer, n_embd, vocab_size or block_size")
+
+    def estimated_numbers(self) -> int:
+        """How many numbers building this model allocates: its parameters (tied ones once) and its fixed
+        position tables (sinusoids, RoPE's angles), computed from the config alone, before any allocation.
+
+        Exact for every family (a test builds each and counts); an n-gram model starts empty, its
+        tables are counted from the data.
+        """
+        if self.family == "ngram":
+            return 0
+        d = self.n_embd
+        total = self.vocab_size * d * (1 if self.tie_weights else 2)  # embedding and output layer
+        if self.family in RECURRENT_GATES:  # input and hidden weights, two biases, per gate and layer
+            return total + self.n_layer * RECURRENT_GATES[self.family] * (2 * d * d + 2 * d)
+        bias = d if self.bias else 0
+        norm = d + bias if self.norm == "layernorm" else d
+        up = 2 * self.ffn_size if self.activation == "swiglu" else self.ffn_size
+        block = (2 * norm + 3 * d * d + 3 * bias + d * d + bias  # norms, attention (qkv, out)
+                 + d * up + (up if self.bias else 0) + self.ffn_size * d + bias)  # feed-forward (up, down)
+        positions = {"learned": self.block_size * d, "sinusoidal": self.block_size * d,
+                     "rope": 2 * self.block_size * self.head_size, "none": 0}[self.positional]
+        return total + positions + self.n_layer * block + (norm if self.prenorm else 0)
 
     @property
     def head_size(self) -> int:
@@ -113,3 +161,12 @@ class ModelConfig(Config):
         if self.activation == "swiglu":  # keep parameter count ≈ a 4·d ReLU FFN; round up to 64
             return (int(8 * self.n_embd / 3) + 63) // 64 * 64
         return 4 * self.n_embd
+
+
+def size_in_words(n_bytes: float) -> str:
+    """Bytes as a person reads them: 40 GB, 4.8 PB."""
+    units = ("B", "kB", "MB", "GB", "TB", "PB", "EB")
+    scale = 0
+    while n_bytes >= 1000 and scale < len(units) - 1:
+        n_bytes, scale = n_bytes / 1000, scale + 1
+    return f"{n_bytes:.3g} {units[scale]}"

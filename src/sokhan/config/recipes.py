@@ -7,7 +7,7 @@ from typing import ClassVar
 
 from sokhan.config.base import SEED_MAX, SEED_MIN, Config, option
 from sokhan.config.data import check_bpe_vocab
-from sokhan.config.model import MAX_NGRAM_ORDER, PRESETS
+from sokhan.config.model import MAX_BLOCK, MAX_NGRAM_ORDER, MAX_VOCAB, PRESETS
 from sokhan.config.train import DEVICE_HELP, check_device
 
 ZOO_FAMILIES = ("rnn", "lstm", "gru", "gpt", "bert")  # the networks with a recipe in sokhan.recipes.zoo
@@ -21,7 +21,7 @@ class DemoConfig(Config):
     source: str = option("hafez,fatol-hafez", "the corpus, in any form `sokhan prepare --source` accepts")
     tokenizer: str = option("bpe", "byte-level BPE, or one token per character", choices=("bpe", "char"),
                             what="tokenizer kind")
-    vocab_size: int = option(2048, "BPE vocabulary size", low=1)
+    vocab_size: int = option(2048, "BPE vocabulary size", low=1, high=MAX_VOCAB)
     preset: str = option("small", "the model to pretrain (see `sokhan train --help`)", choices=tuple(PRESETS),
                          what="model preset")
     # ≈ 15 passes over Hafez; residual dropout 0.1 (the preset's) still helps here
@@ -49,13 +49,13 @@ class ZooConfig(Config):
     source: str = option("hafez,fatol-hafez", "the corpus, in any form `sokhan prepare --source` accepts")
     tokenizer: str = option("char", "the one tokenizer every family shares: character level, or byte-level BPE",
                             choices=("char", "bpe"), what="tokenizer kind")
-    vocab_size: int = option(2048, "BPE vocabulary size (tokenizer bpe)", low=1)
+    vocab_size: int = option(2048, "BPE vocabulary size (tokenizer bpe)", low=1, high=MAX_VOCAB)
     budget: float = option(120.0, "seconds of training per neural network", low=0, low_open=True)
     families: list[str] = option(help="the networks to train (repeatable, or comma-separated)",
                                  choices=ZOO_FAMILIES, factory=lambda: list(ZOO_FAMILIES), what="zoo family")
     orders: list[int] = option(help="n-gram orders to count (repeatable, or comma-separated)", low=1,
                                high=MAX_NGRAM_ORDER, factory=lambda: [2, 3, 4, 5, 6, 8])
-    block_size: int = option(128, "context and BPTT length, the same for every network", low=1)
+    block_size: int = option(128, "context and BPTT length, the same for every network", low=1, high=MAX_BLOCK)
     batch_size: int = option(0, "sequences per batch; 0: each family's own (see sokhan/recipes/zoo.py)", low=0)
     device: str = option("auto", DEVICE_HELP)
     seed: int = option(1337, "seed of the data split, the weights and the batches", low=SEED_MIN, high=SEED_MAX)

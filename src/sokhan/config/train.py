@@ -9,6 +9,7 @@ from typing import ClassVar
 from sokhan.config.base import SEED_MAX, SEED_MIN, Config, option
 from sokhan.errors import SokhanError
 
+LORA_TARGETS = ("qkv", "out", "up", "down")  # the Transformer's linear layers an adapter can wrap
 DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 DEVICE_HELP = "where to run: auto (a GPU if there is one, else the CPU), cpu, cuda, cuda:N or mps"
 
@@ -78,7 +79,7 @@ class FinetuneConfig(Config):
     lora_alpha: float = option(16.0, "LoRA's α: the update is scaled by α / r", low=0, low_open=True)
     lora_dropout: float = option(0.0, "dropout on the adapters' input", low=0, high=1, high_open=True)
     lora_targets: list[str] = option(help="the Transformer's linear layers to adapt: attention in (qkv) and out, "
-                                     "feed-forward up and down", choices=("qkv", "out", "up", "down"),
+                                     "feed-forward up and down", choices=LORA_TARGETS,
                                      factory=lambda: ["qkv", "out"], what="LoRA target")
     merge: bool = option(False, "LoRA: also write the merged model to out_dir/merged")
 
@@ -87,3 +88,18 @@ class FinetuneConfig(Config):
             raise SokhanError("--merge folds LoRA adapters into the base; it needs --lora")
         if not self.lora_targets:
             raise SokhanError("lora_targets is empty; name at least one linear layer (qkv, out, up, down)")
+
+
+@dataclass(frozen=True)
+class LoraConfig(Config):
+    """The adapters of a LoRA fine-tune, as its config.json records them (`lora`): read back to rebuild the
+    model before its weights load, so every field is required (no TOML table, no flags: `FinetuneConfig`'s
+    lora_* options make them)."""
+
+    targets: list[str] = option(help="the linear layers wrapped", choices=LORA_TARGETS, what="LoRA target")
+    rank: int = option(help="rank r of each adapter", low=1)
+    alpha: float = option(help="LoRA's α: the update is scaled by α / r", low=0, low_open=True)
+
+    def check(self) -> None:
+        if not self.targets:
+            raise SokhanError("lora targets is empty; a LoRA model wraps at least one linear layer")

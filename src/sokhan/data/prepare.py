@@ -50,7 +50,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from sokhan.config import PrepareConfig
+from sokhan.config import PrepareConfig, check_out_dir
 from sokhan.data.fingerprint import TextFingerprint
 from sokhan.data.sources import eval_doc_split, iter_documents, letters_key, normalized_documents
 from sokhan.errors import SokhanError
@@ -96,9 +96,8 @@ def prepare(cfg: PrepareConfig, progress: bool = True) -> Path:
     normalizer = PersianNormalizer(cfg.normalizer_config())
     raw_docs = iter_documents(cfg.source, text_field=cfg.text_field, doc_split=cfg.doc_split,
                               on_decode_error=cfg.on_decode_error)  # checks the source now
+    check_out_dir(cfg.out_dir)
     out = Path(cfg.out_dir)
-    if out.exists() and not out.is_dir():
-        raise SokhanError(f"out_dir {out} exists and is not a folder")
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".prepare-", dir=out))

@@ -14,6 +14,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from sokhan.config import NormalizerConfig
+from sokhan.config.base import json_kind
+from sokhan.config.model import MAX_VOCAB
 from sokhan.errors import SokhanError
 
 SUPPORTED_FORMATS = (1,)
@@ -21,7 +24,14 @@ DTYPES = ("uint16", "uint32")
 
 
 def load_meta(data_dir: str | Path) -> dict:
-    """The `meta.json` of a prepared dataset, checked; `SokhanError` if missing or unreadable."""
+    """The `meta.json` of a prepared dataset, checked; `SokhanError` if missing, unreadable or malformed.
+
+    Every value later steps compute with is checked here, once: the tokenizer.json a model
+    trained on it is saved with is there, the vocabulary size is a whole number within
+    `ModelConfig`'s ceiling, the tokenizer's kind a string, the normalizer a checked
+    `NormalizerConfig`, and each split's counts whole numbers (at least one character: bits
+    per character divide by it).
+    """
     d = Path(data_dir)
     if not d.is_dir():
         raise SokhanError(f"no such data folder: {d}; run `sokhan prepare --out-dir {d}` first")
@@ -37,7 +47,30 @@ def load_meta(data_dir: str | Path) -> dict:
         raise SokhanError(f"{path}: unsupported dataset format {fmt!r}; prepare the data again with this sokhan")
     if meta.get("dtype") not in DTYPES or not isinstance(meta.get("splits"), dict):
         raise SokhanError(f"{path}: malformed meta.json (dtype/splits); prepare the data again")
+    if not (d / "tokenizer.json").is_file():
+        raise SokhanError(f"{d} has no tokenizer.json; prepare the data again")
+    _check_count(meta, "vocab_size", 1, path, high=MAX_VOCAB)
+    if not isinstance(meta.get("tokenizer"), str):
+        raise SokhanError(f"{path}: tokenizer must be a string, got {json_kind(meta.get('tokenizer'))}; "
+                          f"prepare the data again")
+    NormalizerConfig.from_dict(meta.get("normalizer"), f"{path} [normalizer]")
+    for split, info in meta["splits"].items():
+        if not isinstance(info, dict):
+            raise SokhanError(f"{path}: splits.{split} must be an object, got {json_kind(info)}; "
+                              f"prepare the data again")
+        for key, low in (("documents", 0), ("tokens", 0), ("chars", 1)):
+            _check_count(info, key, low, path, where=f"splits.{split}.")
+        if not isinstance(info.get("fingerprint", ""), str):
+            raise SokhanError(f"{path}: splits.{split}.fingerprint must be a string; prepare the data again")
     return meta
+
+
+def _check_count(values: dict, key: str, low: int, path: Path, where: str = "", high: int | None = None) -> None:
+    value = values.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+        limit = f"from {low} to {high}" if high is not None else f"≥ {low}"
+        raise SokhanError(f"{path}: {where}{key} must be a whole number {limit}, got {json_kind(value)}; "
+                          f"prepare the data again")
 
 
 class TokenData:
@@ -60,15 +93,22 @@ class TokenData:
         if not path.is_file():
             raise SokhanError(f"{path} is missing; prepare the data again")
         size = path.stat().st_size
-        expected = int(info.get("tokens", -1))
+        expected = info["tokens"]
         if size % self.dtype.itemsize or size // self.dtype.itemsize != expected:
             raise SokhanError(f"{path} has {size} bytes but meta.json says {expected} {self.meta['dtype']} tokens; "
                               f"prepare the data again")
         # np.memmap cannot map an empty file.
         self.tokens = np.memmap(path, dtype=self.dtype, mode="r") if size else np.zeros(0, dtype=self.dtype)
         self.num_tokens = int(self.tokens.shape[0])
-        self.num_chars = int(info.get("chars", 0))
-        self.num_documents = int(info.get("documents", 0))
+        self.num_chars = info["chars"]
+        self.num_documents = info["documents"]
+        # One pass over the file, once: an id outside the vocabulary (another dataset's file, or one
+        # written at another width) would otherwise stop training at the first batch that holds it.
+        highest = int(self.tokens.max()) if self.num_tokens else -1
+        if highest >= self.meta["vocab_size"]:
+            raise SokhanError(f"{path} holds token id {highest}, outside the vocabulary of {self.meta['vocab_size']} "
+                              f"in meta.json (another dataset's file, or written as other than "
+                              f"{self.meta['dtype']}); prepare the data again")
 
     def __len__(self) -> int:
         return self.num_tokens

@@ -41,10 +41,12 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 from torch import nn
 
+from sokhan.config.base import json_kind
 from sokhan.errors import SokhanError
 
 WEIGHTS, CONFIG, TOKENIZER, STATE = "model.safetensors", "config.json", "tokenizer.json", "trainer_state.pt"
 LATEST = "latest"
+CONFIG_SECTIONS = ("model", "train", "normalizer", "data", "progress", "finetune", "lora")  # config.json's objects
 CHECKPOINT_NAME = re.compile(r"step-(\d+)(?:-(\d+))?")  # step-0000500, or step-0000500-2 for a re-save
 
 
@@ -259,15 +261,18 @@ def read_config(folder: str | Path) -> dict[str, Any]:
         raise SokhanError(f"cannot read {path}: {e}") from None
     if not isinstance(data, dict) or "model" not in data:
         raise SokhanError(f"{path} has no 'model' section")
-    sections = {name: data[name] for name in CONFIG_SECTIONS if name in data}
-    splits = data.get("data", {}).get("splits", {}) if isinstance(data.get("data"), dict) else {}
-    sections.update({"data.splits": splits})
-    if isinstance(splits, dict):
-        sections.update({f"data.splits.{name}": split for name, split in splits.items()})
-    for name, section in sections.items():
-        if not isinstance(section, dict):
-            raise SokhanError(f"{path}: '{name}' must be an object of options, got {json_kind(section)}")
+    for name in CONFIG_SECTIONS:
+        _check_object(data.get(name, {}), name, path)
+    splits = data.get("data", {}).get("splits", {})
+    _check_object(splits, "data.splits", path)
+    for name, split in splits.items():
+        _check_object(split, f"data.splits.{name}", path)
     return data
+
+
+def _check_object(value: Any, name: str, path: Path) -> None:
+    if not isinstance(value, dict):
+        raise SokhanError(f"{path}: '{name}' must be an object, got {json_kind(value)}")
 
 
 def load_trainer_state(folder: str | Path) -> dict[str, Any]:

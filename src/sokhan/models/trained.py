@@ -14,11 +14,11 @@ from typing import Any
 
 from torch import nn
 
-from sokhan.config import ModelConfig, NormalizerConfig
+from sokhan.config import LoraConfig, ModelConfig, NormalizerConfig
 from sokhan.device import resolve_device
 from sokhan.errors import SokhanError
 from sokhan.models import build_model
-from sokhan.models.checkpoint import load_weights, read_config, resolve_model_dir
+from sokhan.models.checkpoint import CONFIG, TOKENIZER, load_weights, read_config, resolve_model_dir
 from sokhan.models.lora import apply_lora
 from sokhan.models.protocol import Capabilities
 from sokhan.text.normalize import PersianNormalizer
@@ -37,15 +37,23 @@ class TrainedModel:
 
     @classmethod
     def load(cls, path: str | Path, device: str = "auto") -> TrainedModel:
+        """Read a model folder, every file checked before the next is trusted and before any weight is
+        allocated: config.json's sections are built into checked configs, the tokenizer must fit the
+        model's vocabulary, and each tensor of the weights must fit the model the config describes."""
         folder = resolve_model_dir(path)
         config = read_config(folder)
-        model = build_model(ModelConfig.from_dict(config["model"], f"{folder}/config.json [model]"))
-        if "lora" in config:  # a LoRA fine-tune checkpoint: the base weights plus adapters
-            apply_lora(model, config["lora"]["targets"], config["lora"]["rank"], config["lora"]["alpha"])
+        where = str(folder / CONFIG)
+        model_config = ModelConfig.from_dict(config["model"], f"{where} [model]")
+        normalizer = NormalizerConfig.from_dict(config.get("normalizer", {}), f"{where} [normalizer]")
+        lora = LoraConfig.from_dict(config["lora"], f"{where} [lora]") if "lora" in config else None
+        tokenizer = Tokenizer.load(folder / TOKENIZER)
+        check_vocabulary(tokenizer, model_config, folder)
+        model = build_model(model_config)
+        if lora is not None:  # a LoRA fine-tune checkpoint: the base weights plus adapters
+            apply_lora(model, lora.targets, lora.rank, lora.alpha)
         load_weights(model, folder)
         model.to(resolve_device(device)).eval()
-        normalizer = NormalizerConfig.from_dict(config.get("normalizer", {}), f"{folder}/config.json [normalizer]")
-        return cls(model, Tokenizer.load(folder / "tokenizer.json"), PersianNormalizer(normalizer), config, folder)
+        return cls(model, tokenizer, PersianNormalizer(normalizer), config, folder)
 
     @property
     def block_size(self) -> int:
@@ -79,3 +87,15 @@ class TrainedModel:
     def encode_prompt(self, prompt: str) -> list[int]:
         """<|bos|> + the normalized prompt, as documents began in training."""
         return [self.tokenizer.bos_id] + self.tokenizer.encode_plain(self.normalize(prompt))
+
+
+def check_vocabulary(tokenizer: Tokenizer, config: ModelConfig, folder: Path) -> None:
+    """Every id the tokenizer can produce, special ones included, must have a row in the model's embedding
+    and output layer (a tokenizer.json copied from another model would otherwise make every request an
+    IndexError, or, inside the vocabulary, garbage). A model may have more rows than its tokenizer has
+    tokens (a vocabulary padded to a multiple of 64)."""
+    highest = max(tokenizer.hf.get_vocab(with_added_tokens=True).values())
+    if highest >= config.vocab_size:
+        raise SokhanError(f"{folder / TOKENIZER} does not belong to this model: it has {tokenizer.vocab_size} tokens "
+                          f"(ids up to {highest}), the model's vocabulary has {config.vocab_size} rows; put back the "
+                          f"tokenizer.json it was trained with")
