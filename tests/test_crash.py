@@ -221,3 +221,18 @@ def test_latest_that_is_not_text_falls_back_to_the_newest_complete_checkpoint(da
     (run / "checkpoints" / LATEST).write_text("../../step-0000004\n")  # a path out of the run is no name
     assert latest_checkpoint(run).name == "step-0000004"
     assert train(data, run, max_steps=6, resume=True).step == 6
+
+
+def test_resuming_on_data_with_a_larger_vocabulary_is_one_line(data, tmp_path):
+    run = tmp_path / "run"
+    train(data, run, max_steps=2)
+    bigger = prepare(PrepareConfig(source="hafez", out_dir=str(tmp_path / "bigger"), tokenizer="bpe", vocab_size=400),
+                     progress=False)
+    with pytest.raises(SokhanError, match="vocabulary of 300, smaller than the 400 tokens"):
+        train(bigger, run, max_steps=4, resume=True)
+
+
+def test_recipes_refuse_an_out_dir_that_is_a_file(data, tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(SokhanError, match="exists and is not a folder"):
+        train(data, tmp_path / "file")

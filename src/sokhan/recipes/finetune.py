@@ -18,7 +18,7 @@ import torch
 from rich.console import Console
 from safetensors.torch import save as save_safetensors
 
-from sokhan.config import FinetuneConfig, TrainConfig
+from sokhan.config import FinetuneConfig, TrainConfig, check_out_dir
 from sokhan.data.conversations import iter_conversations
 from sokhan.data.prepare import hash_split
 from sokhan.device import resolve_device
@@ -46,6 +46,7 @@ def load_splits(ft: FinetuneConfig, seed: int) -> dict[str, list[list[Message]]]
 def finetune(ft: FinetuneConfig, cfg: TrainConfig, console: Console | None = None) -> TrainResult:
     """Fine-tune `ft.base` on `ft.data` with the engine as `cfg` says (FINETUNE_DEFAULTS: a gentle schedule)."""
     console = console or Console(stderr=True)
+    check_out_dir(cfg.out_dir)  # from Python too: one line, not mkdir's traceback after the work
     base = TrainedModel.load(ft.base, device="cpu")
     base.require_causal("fine-tuning into a chat model")
     base.require_attention("the layers a chat fine-tune adapts")

@@ -19,7 +19,7 @@ import torch
 from rich.console import Console
 from torch import nn
 
-from sokhan.config import ModelConfig, TrainConfig
+from sokhan.config import ModelConfig, TrainConfig, check_out_dir
 from sokhan.data.shards import TokenData, load_meta
 from sokhan.device import resolve_device
 from sokhan.errors import SokhanError
@@ -39,7 +39,11 @@ def model_config_for(cfg: TrainConfig, meta: dict[str, Any], values: dict[str, A
     sets it (never below the tokenizer's)."""
     found = latest_checkpoint(cfg.out_dir) if cfg.resume else None
     if found is not None:
-        return ModelConfig.from_dict(read_config(found)["model"])
+        resumed = ModelConfig.from_dict(read_config(found)["model"])
+        if resumed.vocab_size < meta["vocab_size"]:  # its ids would index past the embedding mid-training
+            raise SokhanError(f"{found} has a vocabulary of {resumed.vocab_size}, smaller than the "
+                              f"{meta['vocab_size']} tokens of {cfg.data}: resume on the data it was trained on")
+        return resumed
     values = {k: v for k, v in values.items() if v is not None}
     if values.get("vocab_size", meta["vocab_size"]) < meta["vocab_size"]:
         raise SokhanError(f"vocab_size {values['vocab_size']} is smaller than the tokenizer's {meta['vocab_size']}")
@@ -50,6 +54,7 @@ def model_config_for(cfg: TrainConfig, meta: dict[str, Any], values: dict[str, A
 def pretrain(cfg: TrainConfig, model: dict[str, Any] | None = None, console: Console | None = None) -> TrainResult:
     """Train (or count) the model that `model` describes (ModelConfig values; `preset` among them) as `cfg` says."""
     console = console or Console(stderr=True)
+    check_out_dir(cfg.out_dir)  # from Python too, not only the command line: one line, not mkdir's traceback
     meta = load_meta(cfg.data)
     model_cfg = model_config_for(cfg, meta, model or {})
     torch.manual_seed(cfg.seed)  # the initial weights are part of the recipe too
