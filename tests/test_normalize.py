@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import subprocess
+import sys
 import unicodedata
 
 import pytest
@@ -94,6 +96,10 @@ CASES = [
     ("کتاب هایِ من", {}, "کتاب‌هایِ من"),
     ("کتاب هاشمی", {}, "کتاب هاشمی"),  # 'ها' is only the start of a word here
     ("و ها", {}, "و ها"),              # one-letter word before: not joined
+    # the joining rules read composed letters, so one pass does what two did at d058e49
+    ("ﺍٔو ها", {}, "أو‌ها"),             # presentation alef + hamza is 'أ' before the plural rule looks
+    ("ا\u200c\u0653ب ها", {}, "آب‌ها"),  # ... and alef + madda, once the stray ZWNJ between them is gone
+    ("می است ها", {}, "می‌است‌ها"),       # the plural first: the 'می' rule reads 'است‌ها', not 'است'
     ("كتاب هاي  من", NOJOIN, "کتاب های من"),
 ]
 
@@ -186,3 +192,21 @@ def test_join_affixes_only_replaces_spaces_with_zwnj(text):
     assert len(joined) == len(plain)
     for a, b in zip(joined, plain):
         assert a == b or (a == ZWNJ and b == " ")
+
+
+# Normalizes a few megabytes of the worst case for the 'می' rule (every other word a candidate) and
+# checks the result. At d058e49 the rule sliced the whole text around each match: quadratic, ~40 s
+# for a million characters, ~6 min for these three million; now about a second.
+LONG_PROMPT = """
+from sokhan.text.normalize import normalize
+n = 3_000_000 // len("می رود ")
+assert normalize("می رود " * n) == " ".join(["می\u200cرود"] * n)
+"""
+
+
+def test_long_prompt_is_normalized_in_linear_time():
+    """A hang guard, not a timing: the limit is tens of times what linear work needs on a slow machine."""
+    try:
+        subprocess.run([sys.executable, "-c", LONG_PROMPT], check=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail("normalizing 3 million characters of 'می رود ' did not finish in a minute: quadratic again?")
