@@ -3,15 +3,20 @@
 Starts `sokhan serve` on a model folder in a subprocess on 127.0.0.1 (so the clients do not
 share the server's interpreter and GIL), then runs N asyncio clients, each sending streaming
 chat completions back to back until the time is up (requests in flight then finish). It
-prints the requests completed, the errors (any non-200, error event or stream without
-`[DONE]`; must be 0), time to first token (p50/p95) and generated tokens per second overall.
+reports:
+
+* failed requests (a non-200, an error event, a broken connection or line) and truncated
+  streams (ended without `[DONE]`): both must be 0;
+* time to first token (p50/p95) and generated tokens per second overall;
+* the server's resident memory after the warm-up and at the end, which must stay within 20 %.
 
     python benchmarks/serve_load.py                       # trains a tiny model first (seconds)
-    python benchmarks/serve_load.py runs/demo/pretrain --clients 16 --duration 20
+    python benchmarks/serve_load.py runs/demo/pretrain --clients 64 --seconds 300
 
 The model serves one request at a time (its worker thread is the lock), so time to first
 token grows with the number of clients while tokens/s stays the model's own speed: the
-figures show the queueing, not batching.
+figures show the queueing, not batching. The exit status is 1 when a check fails.
+`run_load` is also the test suite's short version (tests/test_serve_abuse.py).
 """
 
 from __future__ import annotations
@@ -33,21 +38,47 @@ import httpx
 
 TESTS = Path(__file__).resolve().parents[1] / "tests"  # the tests' helpers train a tiny model when none is given
 PROMPTS = ["سلام، حالت چطور است؟", "یک بیت از حافظ بخوان.", "دل", "از عشق بگو.", "الا یا ایها الساقی"]
+MAX_RSS_GROWTH = 0.20  # resident memory at the end vs after the warm-up
 
 
 @dataclass
-class Stats:
+class Report:
     completed: int = 0
-    errors: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    truncated: int = 0
     ttft: list[float] = field(default_factory=list)
     latency: list[float] = field(default_factory=list)
     tokens: int = 0
+    elapsed: float = 0.0
+    rss_warm: int | None = None  # bytes, after the warm-up
+    rss_end: int | None = None
+
+    @property
+    def rss_growth(self) -> float | None:
+        if not self.rss_warm or self.rss_end is None:
+            return None
+        return self.rss_end / self.rss_warm - 1
+
+    @property
+    def ok(self) -> bool:
+        growth = self.rss_growth
+        return not self.failed and not self.truncated and (growth is None or growth <= MAX_RSS_GROWTH)
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def resident_bytes(pid: int) -> int | None:
+    """The process's resident set size (Linux's /proc; None elsewhere)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    line = next((ln for ln in status.splitlines() if ln.startswith("VmRSS:")), None)
+    return int(line.split()[1]) * 1024 if line else None
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -59,7 +90,7 @@ def percentile(values: list[float], q: float) -> float:
     return values[lo] + (values[hi] - values[lo]) * (k - lo)
 
 
-async def one_request(client: httpx.AsyncClient, url: str, body: dict, stats: Stats) -> None:
+async def one_request(client: httpx.AsyncClient, url: str, body: dict, report: Report) -> None:
     start = time.perf_counter()
     first = None
     done = False
@@ -67,58 +98,72 @@ async def one_request(client: httpx.AsyncClient, url: str, body: dict, stats: St
     try:
         async with client.stream("POST", url, json=body) as r:
             if r.status_code != 200:
-                stats.errors.append(f"HTTP {r.status_code}: {(await r.aread())[:200]!r}")
+                report.failed.append(f"HTTP {r.status_code}: {(await r.aread())[:200]!r}")
                 return
             async for line in r.aiter_lines():
-                if not line.startswith("data: "):
+                if not line:
                     continue
+                if not line.startswith("data: "):
+                    report.failed.append(f"not an SSE data line: {line[:100]!r}")
+                    return
                 data = line[6:]
                 if data == "[DONE]":
                     done = True
                     break
                 chunk = json.loads(data)
                 if "error" in chunk:
-                    stats.errors.append(f"error event: {chunk['error']}")
+                    report.failed.append(f"error event: {chunk['error']}")
                     return
                 if chunk.get("usage"):
                     usage = chunk["usage"]
                 if first is None and chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
                     first = time.perf_counter()
-    except httpx.HTTPError as e:
-        stats.errors.append(f"{type(e).__name__}: {e}")
+    except (httpx.HTTPError, json.JSONDecodeError) as e:
+        report.failed.append(f"{type(e).__name__}: {e}")
         return
     if not done:
-        stats.errors.append("stream ended without [DONE]")
+        report.truncated += 1
         return
     end = time.perf_counter()
-    stats.completed += 1
-    stats.latency.append(end - start)
-    stats.ttft.append((first or end) - start)  # an empty reply: its "first token" is the end
-    stats.tokens += usage["completion_tokens"] if usage else 0
+    report.completed += 1
+    report.latency.append(end - start)
+    report.ttft.append((first or end) - start)  # an empty reply: its "first token" is the end
+    report.tokens += usage["completion_tokens"] if usage else 0
 
 
 async def client_loop(i: int, client: httpx.AsyncClient, url: str, deadline: float, max_tokens: int,
-                      stats: Stats) -> None:
+                      report: Report) -> None:
     n = 0
     while time.perf_counter() < deadline:
         body = {"model": "bench", "messages": [{"role": "user", "content": PROMPTS[(i + n) % len(PROMPTS)]}],
                 "max_tokens": max_tokens, "temperature": 0.8, "seed": i * 1000 + n, "stream": True,
                 "stream_options": {"include_usage": True}}
-        await one_request(client, url, body, stats)
+        await one_request(client, url, body, report)
         n += 1
 
 
-async def run_load(base: str, clients: int, duration: float, max_tokens: int) -> tuple[Stats, float]:
-    stats = Stats()
+async def run_load(base: str, clients: int, seconds: float, max_tokens: int, warmup: float,
+                   pid: int | None = None) -> Report:
+    """`clients` streaming clients against the server at `base` for `seconds`; `pid` is the server's
+    process, whose memory is read `warmup` seconds in and once every client has finished."""
+    report = Report()
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     timeout = httpx.Timeout(120.0, connect=10.0)
+
+    async def after_warmup() -> None:
+        await asyncio.sleep(warmup)
+        report.rss_warm = resident_bytes(pid) if pid else None
+
     async with httpx.AsyncClient(limits=limits, timeout=timeout) as client:
         start = time.perf_counter()
-        deadline = start + duration
-        await asyncio.gather(*(client_loop(i, client, base + "/v1/chat/completions", deadline, max_tokens, stats)
+        deadline = start + seconds
+        sampler = asyncio.create_task(after_warmup())
+        await asyncio.gather(*(client_loop(i, client, base + "/v1/chat/completions", deadline, max_tokens, report)
                                for i in range(clients)))
-        elapsed = time.perf_counter() - start
-    return stats, elapsed
+        report.elapsed = time.perf_counter() - start
+        await sampler
+    report.rss_end = resident_bytes(pid) if pid else None
+    return report
 
 
 def start_server(model: Path, port: int, threads: int | None) -> subprocess.Popen:
@@ -141,14 +186,36 @@ def wait_ready(base: str, proc: subprocess.Popen, timeout: float = 120.0) -> dic
     raise SystemExit("the server did not start in time")
 
 
+def print_report(report: Report) -> None:
+    elapsed = report.elapsed or float("nan")
+    print(f"requests completed: {report.completed} in {elapsed:.1f} s ({report.completed / elapsed:.1f} req/s)")
+    print(f"failed: {len(report.failed)}, truncated streams: {report.truncated}")
+    for e in report.failed[:5]:
+        print(f"  {e}")
+    print(f"time to first token: p50 {percentile(report.ttft, 0.5) * 1000:.0f} ms, "
+          f"p95 {percentile(report.ttft, 0.95) * 1000:.0f} ms")
+    if report.latency:
+        print(f"request latency: p50 {percentile(report.latency, 0.5) * 1000:.0f} ms, "
+              f"p95 {percentile(report.latency, 0.95) * 1000:.0f} ms, "
+              f"mean {statistics.fmean(report.latency) * 1000:.0f} ms")
+    print(f"tokens generated: {report.tokens} ({report.tokens / elapsed:.0f} tokens/s overall)")
+    if report.rss_growth is not None:
+        print(f"server resident memory: {report.rss_warm / 2**20:.0f} MiB after the warm-up, "
+              f"{report.rss_end / 2**20:.0f} MiB at the end ({report.rss_growth:+.1%}; at most "
+              f"{MAX_RSS_GROWTH:+.0%})")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("model", nargs="?", help="model or run folder (default: train a tiny one first)")
     ap.add_argument("--clients", type=int, default=16)
-    ap.add_argument("--duration", type=float, default=20.0, help="seconds during which clients send requests")
+    ap.add_argument("--seconds", type=float, default=20.0, help="seconds during which clients send requests")
+    ap.add_argument("--warmup", type=float, default=None,
+                    help="seconds before the memory is first read (default: a tenth of --seconds, at most 30)")
     ap.add_argument("--max-tokens", type=int, default=None, help="per request (default: min(64, model context))")
     ap.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS for the server")
     args = ap.parse_args()
+    warmup = args.warmup if args.warmup is not None else min(30.0, args.seconds / 10)
 
     with tempfile.TemporaryDirectory() as tmp:
         model = Path(args.model) if args.model else None
@@ -164,9 +231,9 @@ def main() -> int:
         try:
             info = wait_ready(base, proc)
             max_tokens = args.max_tokens or min(64, info["max_tokens_cap"])
-            print(f"model {model} (context {info['context']}), {args.clients} clients, {args.duration:.0f} s, "
-                  f"max_tokens {max_tokens}, {os.cpu_count()} CPUs", flush=True)
-            stats, elapsed = asyncio.run(run_load(base, args.clients, args.duration, max_tokens))
+            print(f"model {model} (context {info['context']}), {args.clients} clients, {args.seconds:.0f} s "
+                  f"(warm-up {warmup:.0f} s), max_tokens {max_tokens}, {os.cpu_count()} CPUs", flush=True)
+            report = asyncio.run(run_load(base, args.clients, args.seconds, max_tokens, warmup, proc.pid))
         finally:
             proc.terminate()
             try:
@@ -174,18 +241,8 @@ def main() -> int:
             except subprocess.TimeoutExpired:
                 proc.kill()
 
-    print(f"requests completed: {stats.completed} in {elapsed:.1f} s ({stats.completed / elapsed:.1f} req/s)")
-    print(f"errors: {len(stats.errors)}")
-    for e in stats.errors[:5]:
-        print(f"  {e}")
-    print(f"time to first token: p50 {percentile(stats.ttft, 0.5) * 1000:.0f} ms, "
-          f"p95 {percentile(stats.ttft, 0.95) * 1000:.0f} ms")
-    if stats.latency:
-        print(f"request latency: p50 {percentile(stats.latency, 0.5) * 1000:.0f} ms, "
-              f"p95 {percentile(stats.latency, 0.95) * 1000:.0f} ms, "
-              f"mean {statistics.fmean(stats.latency) * 1000:.0f} ms")
-    print(f"tokens generated: {stats.tokens} ({stats.tokens / elapsed:.0f} tokens/s overall)")
-    return 1 if stats.errors else 0
+    print_report(report)
+    return 0 if report.ok else 1
 
 
 if __name__ == "__main__":

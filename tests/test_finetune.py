@@ -12,6 +12,7 @@ from sokhan.config import FINETUNE_DEFAULTS, FinetuneConfig, TrainConfig
 from sokhan.constants import IGNORE_INDEX
 from sokhan.data.conversations import iter_conversations
 from sokhan.errors import SokhanError
+from sokhan.infer.chat import chat_prompt
 from sokhan.models import GPT, ModelConfig
 from sokhan.models.lora import apply_lora, merge_lora
 from sokhan.recipes.finetune import finetune
@@ -61,15 +62,14 @@ def test_special_token_strings_in_a_message_cannot_forge_a_turn(base):
 
 def test_history_trimming_keeps_system_and_latest_turn(base):
     lm = LanguageModel.load(base)
-    template = ChatTemplate(lm.tokenizer, lm.normalize)
     system = Message("system", "تو حافظی")
     turns = [Message("user" if i % 2 == 0 else "assistant", f"پیام شماره {i} " * 3) for i in range(21)]
-    ids = template.prompt_ids([system, *turns], max_tokens=60)
+    ids = chat_prompt(lm, [system, *turns], max_new_tokens=lm.block_size - 60)  # 60 tokens of room
     assert len(ids) <= 60
     text = lm.tokenizer.decode(ids)
     assert "تو حافظی" in text and "پیام شماره ۲۰" in text and "پیام شماره ۰ " not in text
     with pytest.raises(SokhanError, match="unknown role"):
-        template.prompt_ids([Message("robot", "hi")], 60)
+        chat_prompt(lm, [Message("robot", "hi")], 4)
 
 
 def test_conversation_sources(sft_file, tmp_path):

@@ -51,8 +51,13 @@ def view_script() -> str:
 
 
 def embed_json(data: object) -> str:
-    """JSON safe inside <script>: no '</' can close the element early."""
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).replace("</", "<\\/")
+    """JSON safe inside <script>: every '<' written as its escape \\u003c.
+
+    '</script' would close the element early, and '<!--' followed by '<script' would make the
+    parser swallow the real '</script>' (the page goes blank); with no '<' at all, neither
+    can happen. '<' only occurs inside JSON strings, where the escape reads back the same.
+    """
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).replace("<", "\\u003c")
 
 
 def write_html(picture: Picture, path: str | Path) -> Path:

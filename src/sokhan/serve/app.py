@@ -1,7 +1,8 @@
 """The HTTP server: OpenAI's completions and chat-completions API over one sokhan model, plus a chat and inspect page.
 
     sokhan serve runs/demo/pretrain --port 8000
-    curl localhost:8000/v1/chat/completions -d '{"messages": [{"role": "user", "content": "سلام"}]}'
+    curl localhost:8000/v1/chat/completions -H 'Content-Type: application/json' \
+         -d '{"messages": [{"role": "user", "content": "سلام"}]}'
 
 OpenAI's wire format is what clients, SDKs and tools already speak, so the official `openai`
 package (or anything built on it) works against a local model by changing `base_url`.
@@ -10,7 +11,14 @@ Streaming uses OpenAI's server-sent events: `data: {chunk}` per text piece, a la
 
 Bad input is always a 4xx with OpenAI's error body (see `errors.py`). Generation runs on the
 model's worker thread (see `worker.py`), so the event loop only moves bytes; each request
-watches for its client going away and cancels its job, which frees the model at once.
+watches for its client going away from the moment its body is in (`Departure`), and stops
+building its prompt or cancels its job, which frees the model at once.
+
+What a stranger can make the server do is bounded: the body (1 MiB, sent within
+`body_timeout` seconds, JSON as `application/json` only), the messages of a chat (2,048, the
+history trimmed in one pass), a prompt that cannot fit (refused by its length before it is
+normalized), the requests waiting for the model (`max_queued`, then 429 with Retry-After),
+and who may call at all: a name in `Host` and the page's `Origin` are checked (`guard.py`).
 
 Beside OpenAI's API, the page's "Inspect" view has two JSON endpoints of its own (same key,
 same error shape, run on the same worker thread):
@@ -28,16 +36,19 @@ import asyncio
 import contextlib
 import hmac
 import json
+import math
 import socket
+import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import uvicorn
 from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
@@ -45,12 +56,15 @@ from starlette.types import Receive, Scope, Send
 
 from sokhan.api import LanguageModel
 from sokhan.config import SampleConfig
+from sokhan.config.serve import BODY_TIMEOUT, MAX_QUEUED, check_api_key
 from sokhan.errors import SokhanError
+from sokhan.infer.chat import Cancelled, chat_prompt, surely_longer
 from sokhan.infer.sampling import StreamStats
 from sokhan.inspect.attention import attention_maps
 from sokhan.inspect.html import view_script
 from sokhan.models.checkpoint import run_folder
 from sokhan.serve.errors import APIError, install_handlers
+from sokhan.serve.guard import RequestGuard
 from sokhan.serve.schemas import (
     AttentionRequest,
     ChatRequest,
@@ -72,69 +86,129 @@ def default_model_name(path: str | Path) -> str:
     return run_folder(Path(path).resolve()).name
 
 
+# JSON leaves these raw inside strings (with ensure_ascii=False), but line-splitting SSE clients
+# (str.splitlines: httpx's iter_lines, Python's own readers) break a `data:` line at them.
+LINE_BREAK_ESCAPES = {0x85: "\\u0085", 0x2028: "\\u2028", 0x2029: "\\u2029"}
+
+
 def sse(data: dict | str) -> str:
-    return f"data: {data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)}\n\n"
+    """One server-sent event: `data: JSON` on one line, whatever the text in it."""
+    text = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False).translate(LINE_BREAK_ESCAPES)
+    return f"data: {text}\n\n"
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused with a 413 past `limit` bytes (announced or actually sent)."""
+async def read_body(request: Request, limit: int, timeout: float) -> bytes:
+    """The JSON request body, refused unless it is sent as `application/json` (415), within `limit`
+    bytes (413, announced or actually sent) and within `timeout` seconds (408).
+
+    A web page can send another site a body of a few "simple" types (text/plain, a form)
+    without the browser asking that site first; JSON only as JSON keeps those out.
+    """
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type != "application/json":
+        shown = f"'{media_type}'" if media_type else "no Content-Type"
+        raise APIError(415, f"the body must be JSON sent with 'Content-Type: application/json', not {shown}", None,
+                       "unsupported_media_type")
     too_large = APIError(413, f"request body is larger than {limit} bytes", None, "request_too_large")
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit:
         raise too_large
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise too_large
+                chunks.append(chunk)
+    except TimeoutError:
+        raise APIError(408, f"the request body did not arrive within {timeout:g} seconds", None,
+                       "request_timeout") from None
     return b"".join(chunks)
 
 
-async def watch_disconnect(request: Request, job: Job | Call) -> None:
-    """Abandon `job` when the client hangs up (the body is read, so the next message is the hang-up)."""
-    while True:
-        message = await request.receive()
-        if message["type"] == "http.disconnect":
+class Departure:
+    """Watches for a request's client going away, from when its body is read until `close()`.
+
+    Work for a client that has gone stops: `gone` is polled while its prompt is built (on a
+    worker thread of the pool), and the job or call `attach`ed to it is abandoned.
+    """
+
+    def __init__(self, request: Request):
+        self.gone = threading.Event()
+        self.job: Job | Call | None = None
+        self.watcher = asyncio.create_task(self.watch(request))
+
+    async def watch(self, request: Request) -> None:
+        while (await request.receive())["type"] != "http.disconnect":  # the body is read: what comes is the hang-up
+            pass
+        self.gone.set()
+        if self.job is not None:
+            self.job.abandon()
+
+    def attach(self, job: Job | Call) -> None:
+        self.job = job
+        if self.gone.is_set():  # it left while the prompt was built
             job.abandon()
-            return
+
+    def close(self) -> None:
+        """The reply is over (or the client gone): stop watching and free the model."""
+        self.watcher.cancel()
+        if self.job is not None:
+            self.job.abandon()
 
 
 class JobStream(StreamingResponse):
     """A streaming reply that, however it ends (done, client gone, server stopping), frees the model."""
 
-    def __init__(self, content: AsyncIterator[str], job: Job, watcher: asyncio.Task):
+    def __init__(self, content: AsyncIterator[str], departure: Departure):
         super().__init__(content, media_type="text/event-stream",
                          headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-        self.job, self.watcher = job, watcher
+        self.departure = departure
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await super().__call__(scope, receive, send)
         finally:
-            self.job.abandon()
-            self.watcher.cancel()
+            self.departure.close()
 
 
 class Server:
     """The state one app needs: the model's worker, its name and limits, the API key."""
 
     def __init__(self, lm: LanguageModel, model_name: str, api_key: str | None, max_tokens_cap: int,
-                 max_body_bytes: int):
-        self.lm, self.model_name, self.api_key = lm, model_name, api_key
-        self.cap, self.max_body_bytes = max_tokens_cap, max_body_bytes
+                 max_body_bytes: int, max_queued: int, body_timeout: float):
+        self.lm, self.model_name = lm, model_name
+        self.api_key = None if api_key is None else check_api_key(api_key, "the API key").encode()
+        self.cap, self.max_body_bytes, self.max_queued, self.body_timeout = (max_tokens_cap, max_body_bytes,
+                                                                             max_queued, body_timeout)
         self.worker = ModelWorker(lm)
         self.created = int(time.time())
 
     # --- requests -------------------------------------------------------------------------------
 
     def check_key(self, request: Request) -> None:
+        """401 unless the request carries the key. Starlette decodes header bytes as Latin-1:
+        encoding them back gives the bytes sent, which are the key's UTF-8 when it is not ASCII."""
         if self.api_key is None:
             return
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), self.api_key.encode()):
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode("latin-1"), self.api_key):
             raise APIError(401, "missing or incorrect API key: send 'Authorization: Bearer KEY'",
                            None, "invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
+
+    async def read_body(self, request: Request) -> bytes:
+        return await read_body(request, self.max_body_bytes, self.body_timeout)
+
+    def admit(self) -> None:
+        """429 when `max_queued` requests already wait for the model: a wait that grows without end
+        helps nobody, and the client learns when to try again."""
+        waiting = self.worker.waiting()
+        if waiting >= self.max_queued:
+            retry = max(1, math.ceil(self.worker.expected_wait()))
+            raise APIError(429, f"the server is busy: {waiting} requests are waiting for the model; try again in "
+                           f"{retry} s", None, "server_busy", type="rate_limit_error",
+                           headers={"Retry-After": str(retry)})
 
     def max_tokens(self, requested: int | None, default: int, param: str) -> int:
         n = default if requested is None else requested
@@ -148,9 +222,15 @@ class Server:
                             top_p=req.top_p, seed=req.seed, stop=req.stop_list())
 
     def completion_prompt(self, prompt: str) -> list[int]:
+        """<|bos|> + the prompt, refused if it cannot fit the context: by its length alone when that
+        says so (before normalizing a megabyte), else by its tokens."""
+        block = self.lm.block_size
+        if surely_longer(self.lm.tokenizer, prompt, block - 1):
+            raise APIError(400, f"the prompt ({len(prompt)} characters) is more than this model's context of {block} "
+                           "tokens", "prompt", "context_length_exceeded")
         ids = self.lm.encode_prompt(prompt)
-        if len(ids) > self.lm.block_size:
-            raise APIError(400, f"the prompt is {len(ids)} tokens; this model's context is {self.lm.block_size}",
+        if len(ids) > block:
+            raise APIError(400, f"the prompt is {len(ids)} tokens; this model's context is {block}",
                            "prompt", "context_length_exceeded")
         return ids
 
@@ -191,34 +271,43 @@ class Server:
 
         Like a generation, the call is dropped if its client hangs up while it waits.
         """
+        self.admit()
+        departure = Departure(request)
         call = self.worker.call(fn)
-        watcher = asyncio.create_task(watch_disconnect(request, call))
+        departure.attach(call)
         try:
             await asyncio.wait([call.future])
             if call.future.cancelled():
                 return Response(status_code=499)  # the client is gone; nobody reads this
             return JSONResponse(call.future.result())  # or raises fn's error, which becomes the reply
         finally:
-            call.abandon()
-            watcher.cancel()
+            departure.close()
 
     # --- replies --------------------------------------------------------------------------------
 
-    async def run(self, request: Request, prompt_ids: list[int], cfg: SampleConfig, stream: bool, reply: Reply,
-                  ) -> Response:
-        """Submit the job; answer with the whole reply, or stream it once the first event is in.
+    async def run(self, request: Request, prompt: Callable[[Callable[[], bool]], list[int]], cfg: SampleConfig,
+                  stream: bool, chat: bool, include_usage: bool) -> Response:
+        """Build the prompt (`prompt(gone)`, off the event loop), submit the job; answer with the whole
+        reply, or stream it once the first event is in.
 
         Waiting for the first event before answering means an error at the first token
         (broken weights) is still a proper error status, not a broken stream.
         """
-        job = self.worker.submit(prompt_ids, cfg)
-        watcher = asyncio.create_task(watch_disconnect(request, job))
+        departure = Departure(request)
         handed_over = False
         try:
+            try:
+                prompt_ids = await run_in_threadpool(prompt, departure.gone.is_set)
+            except Cancelled:
+                return Response(status_code=499)  # the client is gone; nobody reads this
+            reply = Reply(self, chat, prompt_ids, include_usage)
+            self.admit()
+            job = self.worker.submit(prompt_ids, cfg)
+            departure.attach(job)
             kind, value = await job.next_event()
             if stream and kind in ("text", "done"):
                 handed_over = True
-                return JobStream(self.stream_events(job, kind, value, reply), job, watcher)
+                return JobStream(self.stream_events(job, kind, value, reply), departure)
             pieces = []
             while kind == "text":
                 pieces.append(value)
@@ -230,8 +319,7 @@ class Server:
             return JSONResponse(reply.whole("".join(pieces), value))
         finally:
             if not handed_over:
-                job.abandon()
-                watcher.cancel()
+                departure.close()
 
     async def stream_events(self, job: Job, kind: str, value: Any, reply: Reply) -> AsyncIterator[str]:
         if reply.chat:
@@ -287,12 +375,16 @@ class Reply:
 
 
 def create_app(lm: LanguageModel, *, model_name: str | None = None, api_key: str | None = None,
-               max_tokens_cap: int | None = None, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
-    """The ASGI app serving `lm`. `max_tokens_cap` defaults to the model's context (block size)."""
+               max_tokens_cap: int | None = None, max_body_bytes: int = MAX_BODY_BYTES,
+               allowed_hosts: Iterable[str] = (), cors_origins: Iterable[str] = (), max_queued: int = MAX_QUEUED,
+               body_timeout: float = BODY_TIMEOUT) -> FastAPI:
+    """The ASGI app serving `lm`. `max_tokens_cap` defaults to the model's context (block size);
+    the other options are `ServeConfig`'s (`config/serve.py`)."""
     cap = lm.block_size if max_tokens_cap is None else max_tokens_cap
     if cap < 1:
         raise SokhanError("--max-tokens-cap must be ≥ 1")
-    server = Server(lm, model_name or default_model_name(lm.path), api_key or None, cap, max_body_bytes)
+    server = Server(lm, model_name or default_model_name(lm.path), api_key, cap, max_body_bytes, max_queued,
+                    body_timeout)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -303,6 +395,11 @@ def create_app(lm: LanguageModel, *, model_name: str | None = None, api_key: str
     app = FastAPI(title="sokhan", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.server = server
     install_handlers(app)
+    cors_origins = list(cors_origins)
+    if cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=cors_origins, allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization", "Content-Type"], max_age=600)
+    app.add_middleware(RequestGuard, allowed_hosts=list(allowed_hosts), cors_origins=cors_origins)  # outermost
     v1 = APIRouter(prefix="/v1", dependencies=[Depends(server.check_key)])
 
     @v1.get("/models")
@@ -318,23 +415,21 @@ def create_app(lm: LanguageModel, *, model_name: str | None = None, api_key: str
 
     @v1.post("/completions")
     async def completions(request: Request) -> Response:
-        req = CompletionRequest.model_validate_json(await read_body(request, server.max_body_bytes))
+        req = CompletionRequest.model_validate_json(await server.read_body(request))
         n = server.max_tokens(req.max_tokens, min(COMPLETION_DEFAULT_TOKENS, server.cap), "max_tokens")
         cfg = server.sample_config(req, n)
-        ids = await run_in_threadpool(server.completion_prompt, req.prompt)
-        reply = Reply(server, chat=False, prompt_ids=ids, include_usage=req.include_usage)
-        return await server.run(request, ids, cfg, req.stream, reply)
+        return await server.run(request, lambda gone: server.completion_prompt(req.prompt), cfg, req.stream,
+                                chat=False, include_usage=req.include_usage)
 
     @v1.post("/chat/completions")
     async def chat_completions(request: Request) -> Response:
-        req = ChatRequest.model_validate_json(await read_body(request, server.max_body_bytes))
+        req = ChatRequest.model_validate_json(await server.read_body(request))
         param = "max_completion_tokens" if req.max_completion_tokens is not None else "max_tokens"
         n = server.max_tokens(req.requested_tokens(), server.cap, param)
         cfg = server.sample_config(req, n)
         messages = [m.to_message() for m in req.messages]
-        ids = await run_in_threadpool(lm.chat_prompt, messages, n)
-        reply = Reply(server, chat=True, prompt_ids=ids, include_usage=req.include_usage)
-        return await server.run(request, ids, cfg, req.stream, reply)
+        return await server.run(request, lambda gone: chat_prompt(lm, messages, n, gone), cfg, req.stream,
+                                chat=True, include_usage=req.include_usage)
 
     app.include_router(v1)
 
@@ -343,7 +438,7 @@ def create_app(lm: LanguageModel, *, model_name: str | None = None, api_key: str
 
     @inspect.post("/attention")
     async def inspect_attention(request: Request) -> Response:
-        req = AttentionRequest.model_validate_json(await read_body(request, server.max_body_bytes))
+        req = AttentionRequest.model_validate_json(await server.read_body(request))
         info = server.inspect_info()["attention"]
         if info is None:
             raise APIError(400, f"this server's model is a '{lm.family}' model: only Transformers (gpt, bert) have "
@@ -357,7 +452,7 @@ def create_app(lm: LanguageModel, *, model_name: str | None = None, api_key: str
 
     @inspect.post("/next")
     async def inspect_next(request: Request) -> Response:
-        req = NextTokenRequest.model_validate_json(await read_body(request, server.max_body_bytes))
+        req = NextTokenRequest.model_validate_json(await server.read_body(request))
         if not lm.capabilities.causal:
             raise APIError(400, f"this server's model is a masked-LM encoder ({lm.family}), not a left-to-right "
                            "model: it has no next token to predict", None, "unsupported_model_family")
@@ -397,11 +492,13 @@ def model_card(server: Server) -> dict:
 
 
 def serve(lm: LanguageModel, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info",
-          announce: Callable[[str], object] = print, **app_options: Any) -> None:
+          announce: Callable[[str], object] = print, allowed_hosts: Iterable[str] = (),
+          **app_options: Any) -> None:
     """Run the server in the foreground until Ctrl-C.
 
     The socket is bound here rather than by uvicorn so that a taken port or a bad address is
-    one SokhanError line (uvicorn would log it and exit the process).
+    one SokhanError line (uvicorn would log it and exit the process), and so that port 0 is
+    announced as the port the system chose. The name given as `host` is one clients may use.
     """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -411,7 +508,8 @@ def serve(lm: LanguageModel, host: str = "127.0.0.1", port: int = 8000, log_leve
     except (OSError, OverflowError) as e:
         sock.close()
         raise SokhanError(f"cannot listen on {host}:{port}: {getattr(e, 'strerror', None) or e}") from None
-    app = create_app(lm, **app_options)
+    port = sock.getsockname()[1]
+    app = create_app(lm, allowed_hosts=[*allowed_hosts, host], **app_options)
     name = app.state.server.model_name
     shown = f"[{host}]" if family == socket.AF_INET6 else host
     announce(f"serving '{name}' at http://{shown}:{port}/ (chat and inspect page) and http://{shown}:{port}/v1 "

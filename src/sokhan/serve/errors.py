@@ -6,7 +6,8 @@ Every error reply, whatever its cause, has the body
 
 Anything the client can cause is a 4xx: FastAPI's own validation errors (422 by default) are
 turned into 400, and `SokhanError`, the library's user-facing error, also becomes a 400. A 500
-means a bug in the server, never bad input.
+means a bug in the server, never bad input. A client that hangs up in the middle of its body is
+one line in the log (it may be one of hundreds), not a traceback.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from sokhan.errors import SokhanError
 
@@ -83,6 +85,12 @@ def install_handlers(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
         return error_response(APIError(exc.status_code, str(exc.detail), code=code, headers=exc.headers))
+
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(request: Request, exc: ClientDisconnect) -> Response:
+        client = f"{request.client.host}:{request.client.port}" if request.client else "a client"
+        log.warning("%s left while sending the body of %s %s", client, request.method, request.url.path)
+        return Response(status_code=499)  # nobody reads it: nginx's code for "the client closed the request"
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> JSONResponse:

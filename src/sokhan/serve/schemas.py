@@ -75,8 +75,13 @@ class ChatMessage(_Strict):
         return Message("system" if self.role == "developer" else self.role, content)
 
 
+# OpenAI's own limit. The history is trimmed to the context newest first and each message
+# encoded once (`infer.chat.chat_prompt`), so a long one costs little; the cap bounds the rest.
+MAX_MESSAGES = 2048
+
+
 class ChatRequest(SamplingFields):
-    messages: Annotated[list[ChatMessage], Field(min_length=1)]
+    messages: Annotated[list[ChatMessage], Field(min_length=1, max_length=MAX_MESSAGES)]
     max_completion_tokens: Annotated[int, Field(ge=1)] | None = None  # the newer name of max_tokens
 
     def requested_tokens(self) -> int | None:

@@ -15,6 +15,9 @@ is free for the next request within one token's time.
 Short model calls that are not generation (the inspector's attention maps and next-token
 probabilities) go through the same queue as a `Call`, so they never run on the weights while
 a reply is being sampled, and wait their turn like any other request.
+
+The queue itself is unbounded; the server looks at `waiting()` before it submits and refuses
+(429) past its limit, telling the client `expected_wait()`.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import asyncio
 import contextlib
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -135,6 +139,7 @@ class ModelWorker:
         self._jobs: queue.Queue[Job | Call | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
+        self.seconds_per_job = 0.0  # a moving average of how long one job or call holds the model
 
     def start(self) -> None:
         with self._start_lock:
@@ -170,6 +175,15 @@ class ModelWorker:
         self._jobs.put(call)
         return call
 
+    def waiting(self) -> int:
+        """Jobs and calls in the queue, not started, whose clients still want them."""
+        with self._jobs.mutex:
+            return sum(1 for job in self._jobs.queue if job is not None and not job.cancelled)
+
+    def expected_wait(self) -> float:
+        """Seconds until the queue as it stands is served, by the recent time per job."""
+        return self.waiting() * self.seconds_per_job
+
     def _run(self) -> None:
         while True:
             job = self._jobs.get()
@@ -177,4 +191,6 @@ class ModelWorker:
                 return
             if job.cancelled:  # its client left while it waited in the queue
                 continue
+            start = time.perf_counter()
             job.run(self.lm)
+            self.seconds_per_job += 0.2 * (time.perf_counter() - start - self.seconds_per_job)

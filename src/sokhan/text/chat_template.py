@@ -67,21 +67,3 @@ class ChatTemplate:
             ids.append(self.role_ids["assistant"])
             labels.append(IGNORE_INDEX)
         return ids, labels
-
-    def prompt_ids(self, messages: Sequence[Message], max_tokens: int) -> list[int]:
-        """The ids that ask for the next assistant reply, fitted into `max_tokens`.
-
-        When the conversation is too long, the oldest turns after the system prompt are
-        dropped first (whole messages), so the system prompt and the latest turn stay.
-        """
-        check_messages(messages, need_reply=True)
-        system = [m for m in messages[:1] if m.role == "system"]
-        turns = list(messages[len(system):])
-        while True:
-            ids, _ = self.encode(system + turns, add_generation_prompt=True)
-            if len(ids) <= max_tokens or len(turns) <= 1:
-                break
-            turns = turns[1:]
-        if len(ids) > max_tokens:
-            raise SokhanError(f"the last message alone is {len(ids)} tokens, more than the {max_tokens} that fit")
-        return ids
