@@ -506,10 +506,11 @@ def load_benchmark():
 
 
 def test_short_load_completes_every_stream(lm):
+    """The issue's short version of the load benchmark: 8 clients for 20 s, every stream complete, no error."""
     bench = load_benchmark()
     with ServerThread(create_app(lm, model_name="bench")) as s, ThreadPoolExecutor(1) as pool:
         # on a thread of its own: playwright's fixture (the page test above) keeps a loop running on this one
-        load = bench.run_load(s.url, clients=8, seconds=6, max_tokens=16, warmup=2, pid=os.getpid())
+        load = bench.run_load(s.url, clients=8, seconds=20, max_tokens=16, warmup=2, pid=os.getpid())
         report = pool.submit(asyncio.run, load).result()
     assert report.failed == [] and report.truncated == 0
     assert report.completed >= 8 and len(report.ttft) == report.completed
