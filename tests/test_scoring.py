@@ -22,7 +22,7 @@ from sokhan.data.shards import load_meta
 from sokhan.data.sources import iter_documents, split_text
 from sokhan.errors import SokhanError
 from sokhan.eval.bpc import sequence_nll
-from sokhan.eval.leaderboard import MIXED_TEXTS, UNKNOWN, summarize, write_leaderboard
+from sokhan.eval.leaderboard import MIXED_TEXTS, UNKNOWN, summarize, val_text, write_leaderboard
 from sokhan.models import ModelConfig, build_model
 from sokhan.recipes.pretrain import pretrain
 from sokhan.text.normalize import NormalizerConfig, PersianNormalizer
@@ -253,3 +253,17 @@ def test_leaderboard_ranks_only_runs_on_the_same_text(tmp_path, dataset, runs):
     single = write_leaderboard(summaries[:2], tmp_path / "one", Console(file=io.StringIO()), "test")
     assert [p.png.name for p in single] == ["leaderboard.png"]  # one text: one table, one plot, as a zoo gives
     assert (tmp_path / "one" / "leaderboard.md").read_text(encoding="utf-8").startswith("| run |")
+
+
+def test_the_leaderboard_cache_scores_a_re_prepared_data_folder_again(tmp_path, dataset):
+    """The cache is of a checkpoint on a text: prepared again with another split, the folder holds another."""
+    corpus = dataset.parent / "corpus.txt"
+    data = prepare(PrepareConfig(source=str(corpus), out_dir=str(tmp_path / "data"), tokenizer="char",
+                                 val_fraction=VAL_FRACTION, seed=SEED), progress=False)
+    run = train(data, tmp_path / "ngram", family="ngram", order=3)
+    before = summarize(run)
+    prepare(PrepareConfig(source=str(corpus), out_dir=str(data), tokenizer="char", val_fraction=VAL_FRACTION,
+                          seed=SEED + 1), progress=False)
+    after = summarize(run)
+    assert after.text == val_text(data) != before.text and after.val_bpc != before.val_bpc
+    assert summarize(run) == after  # and that is cached in turn

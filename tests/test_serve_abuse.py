@@ -167,6 +167,13 @@ def test_long_history_is_trimmed_in_one_pass(lm):
     assert len(spy.calls) <= room // 3 + 1, len(spy.calls)  # was 80,000 calls (401 + 400 + … + 1 messages)
 
 
+def test_a_chat_that_cannot_fit_says_context_length_exceeded(server):
+    """As OpenAI's API says it (code and param), so a client knows to trim the conversation and retry."""
+    body = {"messages": [{"role": "user", "content": "دل دریا " * 200}], "max_tokens": 8}
+    error = error_of(post(server.url + "/v1/chat/completions", body), 400)
+    assert (error["code"], error["param"]) == ("context_length_exceeded", "messages")
+
+
 def test_messages_are_capped(server):
     limit = 2048  # OpenAI's, documented in README (serve.schemas.MAX_MESSAGES)
     body = {"messages": turns(limit + 1, ""), "max_tokens": 1}

@@ -75,10 +75,9 @@ def summarize(run_dir: str | Path, device: str = "auto") -> RunSummary:
     run_dir = Path(run_dir)
     folder = resolve_model_dir(run_dir)
     cache = run_dir / CACHE
-    if cache.is_file():
-        data = json.loads(cache.read_text(encoding="utf-8"))
-        if data.get("checkpoint") == str(folder) and set(data) == {f.name for f in dataclasses.fields(RunSummary)}:
-            return RunSummary(**data)
+    cached = _cached(cache, folder)
+    if cached is not None:
+        return cached
     lm = TrainedModel.load(folder, device=device)
     cfg, caps, progress = lm.model.config, lm.capabilities, lm.config.get("progress", {})
     data_dir = lm.config.get("train", {}).get("data")
@@ -93,13 +92,37 @@ def summarize(run_dir: str | Path, device: str = "auto") -> RunSummary:
         val = TokenData(data_dir, "val")
         nll, _ = sequence_nll(lm.model, np.asarray(val.tokens), cfg.block_size)
         val_bpc = bits_per_char(nll, val.num_chars)
-    fingerprint = load_meta(data_dir)["splits"].get("val", {}).get("fingerprint")
-    text = short_fingerprint(fingerprint) if fingerprint else UNKNOWN
+    text = val_text(data_dir)
     summary = RunSummary(run_dir.name, cfg.family, size, int(lm.model.num_parameters()), int(progress.get("tokens", 0)),
                          float(progress.get("elapsed", 0.0)), val_bpc, masked_loss, masked_accuracy, str(folder),
                          counted=caps.lookup, text=text, data=str(data_dir))
     cache.write_text(json.dumps(asdict(summary), indent=2), encoding="utf-8")
     return summary
+
+
+def val_text(data_dir: str | Path) -> str:
+    """The short fingerprint of a data folder's validation text, or UNKNOWN (prepared before fingerprints)."""
+    fingerprint = load_meta(data_dir)["splits"].get("val", {}).get("fingerprint")
+    return short_fingerprint(fingerprint) if fingerprint else UNKNOWN
+
+
+def _cached(cache: Path, folder: Path) -> RunSummary | None:
+    """The cached summary, if it is of this checkpoint scored on the text its data folder holds now: a
+    re-prepared folder (another text) is scored again. A folder that is gone leaves the figure as it was."""
+    if not cache.is_file():
+        return None
+    try:
+        data = json.loads(cache.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None  # a damaged cache is only a cache
+    if (not isinstance(data, dict) or data.get("checkpoint") != str(folder)
+            or set(data) != {f.name for f in dataclasses.fields(RunSummary)}):
+        return None
+    try:
+        current = val_text(data["data"])
+    except SokhanError:
+        return RunSummary(**data)
+    return RunSummary(**data) if current == data["text"] else None
 
 
 def table(summaries: list[RunSummary], title: str = "leaderboard") -> Table:

@@ -30,6 +30,11 @@ from sokhan.text.tokenizers import BYTE_TOKENS, SPECIAL_TOKENS, Tokenizer
 SURVIVING = re.compile(r"[^\W_\u0640\u1160-\u11ff]+")
 
 
+class ContextExceeded(SokhanError):
+    """The conversation's system prompt, or its last message, cannot fit the context (a server says
+    `context_length_exceeded`, as OpenAI's API does)."""
+
+
 class Cancelled(Exception):
     """`chat_prompt` stopped because `cancelled()` said the caller no longer wants the prompt."""
 
@@ -100,7 +105,7 @@ def chat_prompt(lm: TrainedModel, messages: Iterable[Message | Mapping[str, str]
     for m in system:
         ids = message_ids(m)
         if ids is None:
-            raise SokhanError(f"the system prompt alone is more than the {room} tokens that fit")
+            raise ContextExceeded(f"the system prompt alone is more than the {room} tokens that fit")
         head += ids
         used += len(ids)
     kept: list[list[int]] = []
@@ -111,7 +116,7 @@ def chat_prompt(lm: TrainedModel, messages: Iterable[Message | Mapping[str, str]
         kept.append(ids)
         used += len(ids)
     if turns and not kept:
-        raise SokhanError(f"the last message {'with the system prompt ' if system else ''}is more than the {room} "
+        raise ContextExceeded(f"the last message {'with the system prompt ' if system else ''}is more than the {room} "
                           "tokens that fit")
     return head + [i for ids in reversed(kept) for i in ids] + [template.role_ids["assistant"]]
 

@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from sokhan.errors import SokhanError
+from sokhan.infer.chat import ContextExceeded
 
 log = logging.getLogger("sokhan.serve")
 
@@ -79,6 +80,8 @@ def install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(SokhanError)
     async def _sokhan(request: Request, exc: SokhanError) -> JSONResponse:
+        if isinstance(exc, ContextExceeded):  # OpenAI's code for it, so clients can trim and retry
+            return error_response(APIError(400, str(exc), "messages", "context_length_exceeded"))
         return error_response(APIError(400, str(exc)))
 
     @app.exception_handler(StarletteHTTPException)
