@@ -236,3 +236,31 @@ def test_recipes_refuse_an_out_dir_that_is_a_file(data, tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(SokhanError, match="exists and is not a folder"):
         train(data, tmp_path / "file")
+
+
+def test_a_full_disk_while_logging_or_drawing_is_one_line(data, tmp_path, monkeypatch):
+    """metrics.jsonl and the loss curve on a full disk: one line naming the file; the checkpoint stands."""
+    import sokhan.recipes.pretrain as recipe
+    from sokhan.train.metrics import MetricsLog
+
+    class FullDisk:
+        def write(self, text):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        def close(self):
+            """Nothing to close."""
+
+    log = MetricsLog(tmp_path)
+    log.file.close()
+    log.file = FullDisk()
+    with pytest.raises(SokhanError, match=r"cannot write .*metrics.jsonl: No space left on device"):
+        log.write({"step": 1})
+
+    def full(run_dir):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(run_dir / "loss.png"))
+
+    monkeypatch.setattr(recipe, "draw_loss_curve", full)
+    run = tmp_path / "run"
+    with pytest.raises(SokhanError, match=r"step 2 is saved, but writing .*loss.png failed: No space left"):
+        train(data, run)
+    assert latest_checkpoint(run).name == "step-0000002"

@@ -17,7 +17,7 @@ from sokhan.config import SampleConfig
 from sokhan.device import model_device
 from sokhan.errors import SokhanError
 from sokhan.models.protocol import Cache
-from sokhan.text.tokenizers import BYTE_TOKENS, Tokenizer
+from sokhan.text.tokenizers import Tokenizer
 
 # The smallest uniform draw of the exponential race (see `next_token`): above 0, and far below
 # torch's smallest nonzero float32 draw (2^-24 on CPU), so it changes a draw of exactly 0 only.
@@ -151,7 +151,7 @@ def stream_text(model: nn.Module, tokenizer: Tokenizer, prompt_ids: list[int], c
     """
     stats = stats if stats is not None else StreamStats()
     stop_ids = {tokenizer.eos_id, tokenizer.token_id("<|end|>")}
-    byte_run_ids = _byte_run_ids(tokenizer)
+    byte_run_ids = tokenizer.byte_run_ids
     ids: list[int] = []
     emitted = 0
     for token in generate_ids(model, prompt_ids, cfg, stop_ids):
@@ -181,13 +181,6 @@ def stream_text(model: nn.Module, tokenizer: Tokenizer, prompt_ids: list[int], c
     end = cut if cut is not None else len(text)
     if end > emitted:
         yield text[emitted:end]
-
-
-def _byte_run_ids(tokenizer: Tokenizer) -> frozenset[int]:
-    """The ids of byte tokens that decode as a run: the byte fallback of a char tokenizer."""
-    if tokenizer.kind != "char":
-        return frozenset()
-    return frozenset(tokenizer.token_id(t) for t in BYTE_TOKENS)
 
 
 def _settled(text: str, last: int, byte_run_ids: frozenset[int]) -> bool:

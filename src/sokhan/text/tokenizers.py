@@ -16,6 +16,7 @@ and masked-LM (`<|mask|>`) use them without resizing the embedding.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -56,6 +57,13 @@ class Tokenizer:
     @property
     def kind(self) -> str:
         return "char" if isinstance(self.hf.model, models.BPE) and self.hf.model.byte_fallback else "bpe"
+
+    @functools.cached_property
+    def byte_run_ids(self) -> frozenset[int]:
+        """Ids of the byte tokens that decode as a run (a char tokenizer's byte fallback, <0xNN>): a run
+        is valid UTF-8 text or one U+FFFD per byte, so a later byte can change how earlier ones decode.
+        Byte-level BPE has none (its bytes are ordinary tokens; only a trailing U+FFFD can change)."""
+        return frozenset(self.token_id(t) for t in BYTE_TOKENS) if self.kind == "char" else frozenset()
 
     def token_id(self, token: str) -> int:
         idx = self.hf.token_to_id(token)

@@ -319,7 +319,11 @@ class Trainer:
                                f"(estimate: {self.cfg.eval_iters} random batches)")
         self.save()
         if self.on_save is not None:
-            self.on_save(self.run_dir)
+            try:
+                self.on_save(self.run_dir)
+            except OSError as e:  # the checkpoint is written; what the hook draws is not worth a traceback
+                raise SokhanError(f"step {self.step} is saved, but writing {e.filename or self.run_dir} failed: "
+                                  f"{e.strerror or e}") from None
 
 
 def _check_state(state: dict[str, Any]) -> None:

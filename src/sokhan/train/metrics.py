@@ -36,9 +36,13 @@ class MetricsLog:
         self.file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - open for the run
 
     def write(self, row: dict[str, Any]) -> None:
+        """Append `row`; a full disk is one line naming the file (the run's checkpoints are untouched)."""
         self.rows.append(row)
-        self.file.write(json.dumps(row) + "\n")
-        self.file.flush()
+        try:
+            self.file.write(json.dumps(row) + "\n")
+            self.file.flush()
+        except OSError as e:
+            raise SokhanError(f"cannot write {self.path}: {e.strerror or e}") from None
 
     def close(self) -> None:
         self.file.close()
