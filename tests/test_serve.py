@@ -210,7 +210,7 @@ BAD_REQUESTS = [
     ("chat", {"messages": USER, "stop": ["a", "b", "c", "d", "e"]}, 400, "stop"),
     ("chat", {"messages": USER, "seed": 2**70}, 400, "seed"),
     ("chat", {"messages": USER, "stream": "yes"}, 400, "stream"),
-    ("chat", {"messages": [{"role": "user", "content": "دل " * 400}]}, 400, None),
+    ("chat", {"messages": [{"role": "user", "content": "دل " * 400}]}, 400, "messages"),  # context_length_exceeded
     ("completions", {}, 400, "prompt"),
     ("completions", {"prompt": ["a", "b"]}, 400, "prompt"),
     ("completions", {"prompt": "دل", "max_tokens": -3}, 400, "max_tokens"),
