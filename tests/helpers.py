@@ -6,6 +6,8 @@ client, because what they check (streaming, concurrent clients, hang-ups) lives 
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import threading
 import time
@@ -17,6 +19,7 @@ from rich.console import Console
 
 from sokhan.config import PrepareConfig, TrainConfig
 from sokhan.data.prepare import prepare
+from sokhan.models import checkpoint
 from sokhan.recipes.pretrain import pretrain
 
 TINY_MODEL = dict(n_layer=2, n_head=2, n_embd=32, block_size=64)
@@ -34,6 +37,25 @@ def train_tiny_model(folder: str | Path, max_steps: int = 30, model: dict[str, A
                       eval_interval=1000, eval_iters=2, warmup_steps=2, progress=False, device="cpu")
     result = pretrain(cfg, dict(TINY_MODEL, preset="tiny", **(model or {})), Console(stderr=True, quiet=True))
     return Path(result.run_dir)
+
+
+def kill_at_checkpoint_operation(k: int) -> None:
+    """Make this process SIGKILL itself at its k-th rename, fsync or delete in `sokhan.models.checkpoint`:
+    a crash at a moment inside a checkpoint write that the test chooses (nothing runs after it, as after
+    a power cut). For a child process only: the patches are never undone."""
+    count = 0
+
+    def hook(fn):
+        def hooked(*args, **kwargs):
+            nonlocal count
+            count += 1
+            if count == k:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return fn(*args, **kwargs)
+        return hooked
+
+    checkpoint.os.replace, checkpoint.os.fsync = hook(os.replace), hook(os.fsync)
+    checkpoint.shutil.rmtree = hook(checkpoint.shutil.rmtree)
 
 
 class ServerThread:

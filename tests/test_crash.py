@@ -28,19 +28,11 @@ MODEL_FLAGS = ["--preset", "tiny", "--n-layer", "2", "--n-head", "2", "--n-embd"
 
 # Runs `sokhan train` in this process, after arranging to SIGKILL itself at its KILL_AT_OP-th rename, fsync or
 # delete of a checkpoint save: a moment inside a checkpoint write, chosen by the test.
-KILLING_TRAIN = """
-import os, signal, sys
-from sokhan.models import checkpoint as ck
-count, k = 0, int(os.environ["KILL_AT_OP"])
-def hook(fn):
-    def hooked(*args, **kwargs):
-        global count
-        count += 1
-        if count == k:
-            os.kill(os.getpid(), signal.SIGKILL)
-        return fn(*args, **kwargs)
-    return hooked
-ck.os.replace, ck.os.fsync, ck.shutil.rmtree = hook(os.replace), hook(os.fsync), hook(ck.shutil.rmtree)
+KILLING_TRAIN = f"""
+import os, sys
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from helpers import kill_at_checkpoint_operation
+kill_at_checkpoint_operation(int(os.environ["KILL_AT_OP"]))
 from sokhan.cli import main
 sys.exit(main(sys.argv[1:]))
 """

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from helpers import kill_at_checkpoint_operation
 from sokhan.config import PrepareConfig, TrainConfig
 from sokhan.data.prepare import prepare
 from sokhan.models import GPT, ModelConfig, build_model
@@ -178,18 +179,7 @@ def killed_at(run: Path, k: int, saves: list[tuple[int, int, int]]) -> bool:
     pid = os.fork()
     if pid == 0:  # the child: no cleanup of any kind runs after the kill, as after a power cut
         try:
-            count = 0
-
-            def hook(fn):
-                def hooked(*args, **kwargs):
-                    nonlocal count
-                    count += 1
-                    if count == k:
-                        os.kill(os.getpid(), signal.SIGKILL)
-                    return fn(*args, **kwargs)
-                return hooked
-
-            ck.os.replace, ck.os.fsync, ck.shutil.rmtree = hook(os.replace), hook(os.fsync), hook(ck.shutil.rmtree)
+            kill_at_checkpoint_operation(k)
             for version, step, keep in saves:
                 save_version(run, version, step, keep)
         finally:

@@ -206,9 +206,7 @@ def _encode_split(tok: Tokenizer, cache: Path, out: Path, dtype: np.dtype, advan
             if not batch:
                 return
             flat: list[int] = []
-            for doc, ids in zip(batch, tok.encode_batch(batch)):
-                if "<|" in doc:  # text, not markup: as `sokhan eval` encodes it (`Tokenizer.encode_plain`)
-                    ids = tok.encode_plain(doc)
+            for ids in tok.encode_batch(batch):  # as text, as `sokhan eval` encodes it (`Tokenizer.encode_plain`)
                 flat.append(tok.bos_id)
                 flat.extend(ids)
                 flat.append(tok.eos_id)

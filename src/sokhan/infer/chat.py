@@ -116,8 +116,8 @@ def chat_prompt(lm: TrainedModel, messages: Iterable[Message | Mapping[str, str]
         kept.append(ids)
         used += len(ids)
     if turns and not kept:
-        raise ContextExceeded(f"the last message {'with the system prompt ' if system else ''}is more than the {room} "
-                          "tokens that fit")
+        raise ContextExceeded(f"the last message {'with the system prompt ' if system else ''}is more than the "
+                              f"{room} tokens that fit")
     return head + [i for ids in reversed(kept) for i in ids] + [template.role_ids["assistant"]]
 
 

@@ -98,7 +98,9 @@ class Tokenizer:
         return ids
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
-        return [e.ids for e in self.hf.encode_batch(texts, add_special_tokens=False)]
+        """Many texts in one batched call, each encoded as `encode_plain` encodes it (a corpus is text too)."""
+        batch = [e.ids for e in self.hf.encode_batch(texts, add_special_tokens=False)]
+        return [self.encode_plain(text) if "<|" in text else ids for text, ids in zip(texts, batch)]
 
     def decode(self, ids: Iterable[int]) -> str:
         return self.hf.decode(list(ids), skip_special_tokens=False)
