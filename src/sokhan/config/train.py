@@ -29,7 +29,8 @@ class TrainConfig(Config):
     batch_size: int = option(16, "sequences per micro-batch", low=1)
     grad_accum: int = option(1, "micro-batches per optimizer step (gradient accumulation)", low=1)
     max_steps: int = option(1000, "optimizer steps to train for", low=1)
-    lr_decay_steps: int = option(0, "step at which the cosine reaches min_lr; 0: max_steps", low=0)
+    lr_decay_steps: int = option(0, "step at which the cosine reaches min_lr; 0: max_steps (on --resume: where the "
+                                 "run's own cosine ends)", low=0)
     max_time: float = option(0.0, "wall-clock budget in seconds (0: none): stops early and saves, and the cosine "
                              "follows it", low=0)
     lr: float = option(1e-3, "peak learning rate of AdamW", low=0, low_open=True)
