@@ -7,8 +7,12 @@
     >>> lm.bits_per_char("متنی برای سنجش")
     >>> lm.chat([{"role": "user", "content": "سلام"}], max_new_tokens=40)
 
+    >>> mt = LanguageModel.load("runs/translate")          # a translation model (seq2seq)
+    >>> mt.translate("Transformers learn from data.", beam=4)
+
 Sampling options are `SampleConfig`'s fields as keywords (`temperature`, `top_k`, `top_p`,
-`seed`, `max_new_tokens`, `stop`), checked as the command line checks them.
+`seed`, `max_new_tokens`, `stop`), decoding options `TranslateConfig`'s (`beam`,
+`length_penalty`, …), checked as the command line checks them.
 """
 
 from __future__ import annotations
@@ -18,12 +22,13 @@ from typing import Any
 
 import torch
 
-from sokhan.config import SampleConfig
+from sokhan.config import SampleConfig, TranslateConfig
 from sokhan.data.sources import split_text
 from sokhan.device import model_device
 from sokhan.eval.bpc import Score, model_doc_split, score_documents
 from sokhan.infer.chat import chat_prompt, stream_reply
 from sokhan.infer.sampling import stream_text
+from sokhan.infer.translate import translate_lines
 from sokhan.models.trained import TrainedModel
 from sokhan.text.chat_template import ChatTemplate, Message
 
@@ -72,6 +77,15 @@ class LanguageModel(TrainedModel):
         self.require_causal("bits per character")
         documents = split_text(text, doc_split or model_doc_split(self.config))
         return score_documents(self.model, self.tokenizer, self.normalize, documents, self.block_size, stride)
+
+    def translate(self, text: str, **decode: Any) -> str:
+        """The translation of one sentence (a translation model only); an empty line gives an empty line."""
+        return self.translate_all([text], **decode)[0]
+
+    def translate_all(self, texts: Iterable[str], **decode: Any) -> list[str]:
+        """One translation per sentence, in order, decoded in batches."""
+        self.require_translator("translating")
+        return list(translate_lines(self, texts, TranslateConfig(**decode)))
 
     @torch.inference_mode()
     def next_token_probs(self, prompt: str, k: int = 10) -> list[tuple[str, float]]:

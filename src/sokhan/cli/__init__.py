@@ -26,12 +26,15 @@ from sokhan.cli import (
     sample,
     serve,
     train,
+    translate,
+    translate_train,
     zoo,
 )
 from sokhan.cli.arguments import Parser, check_utf8, console
 from sokhan.errors import SokhanError
 
-COMMANDS = (demo, prepare, train, sample, finetune, chat, evaluate, fill, leaderboard, zoo, inspect, serve)
+COMMANDS = (demo, prepare, train, sample, finetune, chat, translate_train, translate, evaluate, fill, leaderboard, zoo,
+            inspect, serve)
 
 
 def build_parser() -> Parser:

@@ -16,6 +16,7 @@ from sokhan.config.recipes import ZOO_FAMILIES, DemoConfig, ZooConfig
 from sokhan.config.sample import SampleConfig
 from sokhan.config.serve import ServeConfig
 from sokhan.config.train import FINETUNE_DEFAULTS, FinetuneConfig, LoraConfig, TrainConfig
+from sokhan.config.translate import TranslateConfig, TranslateTrainConfig
 
 __all__ = [
            "DEFAULT_PRESET",
@@ -33,6 +34,8 @@ __all__ = [
            "SampleConfig",
            "ServeConfig",
            "TrainConfig",
+           "TranslateConfig",
+           "TranslateTrainConfig",
            "ZooConfig",
            "check_out_dir",
            "coerce",

@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 from sokhan.config.base import Config, option
 from sokhan.errors import SokhanError
 
-FAMILIES = ("gpt", "bert", "rnn", "lstm", "gru", "ngram")  # each is a class in sokhan.models.FAMILIES
+FAMILIES = ("gpt", "bert", "rnn", "lstm", "gru", "ngram", "seq2seq")  # each is a class in sokhan.models.FAMILIES
 MAX_NGRAM_ORDER = 8
 # The ceilings of the module docstring.
 MAX_VOCAB = 2**24        # a uint32 shard holds it, and the n-gram's int64 ids stay exact
@@ -37,6 +37,7 @@ MAX_PARAMETERS = 10**10
 BYTES_PER_NUMBER = 4     # float32, as models are built
 RECURRENT_GATES = {"rnn": 1, "gru": 3, "lstm": 4}  # weight blocks per layer of torch's nn.RNN / GRU / LSTM
 
+PAPER_RECIPE: dict[str, Any] = dict(positional="sinusoidal", prenorm=False, activation="relu", scale_embeddings=True)
 PRESETS: dict[str, dict[str, Any]] = {
     # A few seconds per hundred steps on a laptop CPU.
     "tiny": dict(n_layer=2, n_head=2, n_embd=64, block_size=128),
@@ -44,14 +45,23 @@ PRESETS: dict[str, dict[str, Any]] = {
     "small": dict(n_layer=4, n_head=4, n_embd=128, block_size=128, dropout=0.1),
     "medium": dict(n_layer=6, n_head=6, n_embd=384, block_size=256, dropout=0.1),
     # "Attention Is All You Need" base model, decoder-only: post-norm, ReLU, sinusoidal, scaled embeddings.
-    "paper": dict(n_layer=6, n_head=8, n_embd=512, ffn_hidden=2048, block_size=512, dropout=0.1,
-                  positional="sinusoidal", prenorm=False, activation="relu", scale_embeddings=True),
+    "paper": dict(n_layer=6, n_head=8, n_embd=512, ffn_hidden=2048, block_size=512, dropout=0.1, **PAPER_RECIPE),
     # A modern small LLaMA-like recipe.
     "llama-tiny": dict(n_layer=4, n_head=4, n_embd=128, block_size=256, positional="rope", norm="rmsnorm",
                        activation="swiglu", bias=False, tie_weights=False),
     # GPT-2 small (124M) with its 50257-token vocabulary padded to 50304 (nanoGPT).
     "gpt2": dict(n_layer=12, n_head=12, n_embd=768, block_size=1024, vocab_size=50304),
+    # The encoder–decoder of the paper, for translation (family seq2seq): n_layer encoder and n_layer
+    # decoder layers, post-norm, ReLU, sinusoids, √d_model-scaled embeddings tied to the output layer.
+    # A test size; the CPU default of `sokhan translate-train` (≤ 60 minutes on 2 cores); the paper's base.
+    "seq2seq-tiny": dict(family="seq2seq", n_layer=2, n_head=2, n_embd=64, ffn_hidden=256, block_size=128,
+                         **PAPER_RECIPE),
+    "seq2seq-small": dict(family="seq2seq", n_layer=3, n_head=4, n_embd=256, ffn_hidden=1024, block_size=256,
+                          dropout=0.1, **PAPER_RECIPE),
+    "seq2seq-base": dict(family="seq2seq", n_layer=6, n_head=8, n_embd=512, ffn_hidden=2048, block_size=256,
+                         dropout=0.1, **PAPER_RECIPE),
 }
+SEQ2SEQ_PRESETS = tuple(name for name, values in PRESETS.items() if values.get("family") == "seq2seq")
 DEFAULT_PRESET = "small"
 
 
@@ -62,9 +72,12 @@ class ModelConfig(Config):
     preset: str | None = option(
         None, "named starting values that the other model options change: tiny (2 layers × 64), small (4 × 128, "
         "the demo's), medium (6 × 384), paper (the 2017 base model), llama-tiny (RoPE, RMSNorm, SwiGLU), "
-        "gpt2 (124M)", choices=tuple(PRESETS), what="model preset")
+        "gpt2 (124M); for translation seq2seq-tiny, seq2seq-small (the CPU default), seq2seq-base (the paper's)",
+        choices=tuple(PRESETS), what="model preset")
     family: str = option("gpt", "the kind of model: a GPT decoder, a BERT masked encoder, a recurrent network "
-                         "(rnn, lstm, gru) or a counted n-gram model", choices=FAMILIES, what="model family")
+                         "(rnn, lstm, gru), a counted n-gram model, or the paper's encoder–decoder for translation "
+                         "(seq2seq)",
+                         choices=FAMILIES, what="model family")
     vocab_size: int = option(4096, "size of the token embedding and output layer; training takes the "
                              "tokenizer's unless given (it may be larger, e.g. padded to a multiple of 64)", low=1,
                              high=MAX_VOCAB)
@@ -119,6 +132,9 @@ class ModelConfig(Config):
     def check(self) -> None:
         if self.n_embd % self.n_head:
             raise SokhanError(f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}")
+        if self.family == "seq2seq" and self.positional == "rope":
+            raise SokhanError("the seq2seq family adds its positions to the embeddings (sinusoidal, learned or none); "
+                              "RoPE is not offered for it")
         if self.positional == "rope" and (self.n_embd // self.n_head) % 2:
             raise SokhanError("RoPE needs an even head size (n_embd / n_head)")
         numbers = self.estimated_numbers()
@@ -148,6 +164,9 @@ class ModelConfig(Config):
                  + d * up + (up if self.bias else 0) + self.ffn_size * d + bias)  # feed-forward (up, down)
         positions = {"learned": self.block_size * d, "sinusoidal": self.block_size * d,
                      "rope": 2 * self.block_size * self.head_size, "none": 0}[self.positional]
+        if self.family == "seq2seq":  # encoder layers, and decoder layers with cross-attention (norm, q, kv, out)
+            cross = norm + 4 * d * d + 4 * bias
+            return total + positions + self.n_layer * (2 * block + cross) + (2 * norm if self.prenorm else 0)
         return total + positions + self.n_layer * block + (norm if self.prenorm else 0)
 
     @property

@@ -36,6 +36,8 @@ class TrainConfig(Config):
     lr: float = option(1e-3, "peak learning rate of AdamW", low=0, low_open=True)
     min_lr: float = option(1e-4, "learning rate at the end of the cosine", low=0)
     warmup_steps: int = option(50, "steps of linear warmup from 0 to lr", low=0)
+    lr_schedule: str = option("cosine", "after warmup: a cosine down to min_lr, or the 2017 paper's inverse square "
+                              "root of the step (lr is its peak)", choices=("cosine", "inverse-sqrt"))
     weight_decay: float = option(0.1, "AdamW's decoupled weight decay, on matrices and embeddings only", low=0)
     beta1: float = option(0.9, "AdamW's β₁ (momentum)", low=0, high=1, high_open=True)
     beta2: float = option(0.99, "AdamW's β₂ (second-moment decay)", low=0, high=1, high_open=True)

@@ -14,8 +14,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from sokhan.config import TranslateConfig
 from sokhan.device import model_device
 from sokhan.errors import SokhanError
+from sokhan.infer.translate import source_ids, translate_batch
 from sokhan.inspect.picture import Heatmap, Picture
 from sokhan.inspect.render import model_name, shorten, token_texts, visible
 from sokhan.inspect.save import save_picture
@@ -58,6 +60,44 @@ def attention_maps(lm: TrainedModel, text: str, max_tokens: int | None = None) -
     attentions = lm.model(x, need_weights=True).attentions
     weights = torch.stack([a[0] for a in attentions]).float().cpu()
     return AttentionMaps([lm.tokenizer.decode([i]) for i in ids], weights, lm.capabilities.causal)
+
+
+@dataclass
+class TranslationAttention:
+    """The three kinds of attention of an encoder–decoder reading a source and (teacher-forced) a target."""
+
+    source_tokens: list[str]   # what the encoder read: the normalized source and <|eos|>
+    target_tokens: list[str]   # what the decoder read: <|bos|> and the target's tokens
+    encoder: torch.Tensor      # (layers, heads, S, S): source token over source tokens, both sides
+    decoder: torch.Tensor      # (layers, heads, T, T): target token over itself and the target before it
+    cross: torch.Tensor        # (layers, heads, T, S): target token over source tokens ("which word it looked at")
+    target: str                # the Persian read: as given, or the model's own greedy translation
+
+
+@torch.inference_mode()
+def translation_attention(lm: TrainedModel, source: str, target: str | None = None,
+                          max_tokens: int | None = None) -> TranslationAttention:
+    """Run the translator `lm` on `source` and `target` (default: its own greedy translation of `source`)
+    once, keeping every layer's weights of all three attentions from that forward pass. Each side is cut
+    to the model's context (or `max_tokens`), keeping its beginning."""
+    lm.require_translator("cross-attention maps")
+    if not source.strip():
+        raise SokhanError("give a source sentence to look at")
+    if target is None:
+        target = translate_batch(lm, [source], TranslateConfig(beam=1))[0]
+    limit = min(lm.block_size, max_tokens or lm.block_size)
+    src = source_ids(lm, source)[:limit]
+    tgt = ([lm.tokenizer.bos_id] + lm.tokenizer.encode_plain(lm.normalize(target).strip()))[:limit]
+    device = model_device(lm.model)
+    out = lm.model(torch.tensor([tgt], device=device), source=torch.tensor([src], device=device), need_weights=True)
+
+    def stacked(weights: list[torch.Tensor]) -> torch.Tensor:
+        return torch.stack([w[0] for w in weights]).float().cpu()
+
+    decode = lm.tokenizer.decode
+    return TranslationAttention([decode([i]) for i in src], [decode([i]) for i in tgt],
+                                stacked(out.encoder_attentions), stacked(out.attentions),
+                                stacked(out.cross_attentions), target)
 
 
 def check_index(value: int | None, count: int, what: str) -> None:

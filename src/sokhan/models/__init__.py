@@ -15,10 +15,11 @@ from sokhan.models.gpt import GPT
 from sokhan.models.ngram import NGramLM
 from sokhan.models.protocol import Capabilities, FamilyModel, ModelOutput
 from sokhan.models.recurrent import RecurrentLM
+from sokhan.models.seq2seq import EncoderDecoder
 
 # The names are ModelConfig's `family` choices (sokhan.config.model.FAMILIES), in the same order.
 FAMILIES: dict[str, type[nn.Module]] = {"gpt": GPT, "bert": BERT, "rnn": RecurrentLM, "lstm": RecurrentLM,
-                                        "gru": RecurrentLM, "ngram": NGramLM}
+                                        "gru": RecurrentLM, "ngram": NGramLM, "seq2seq": EncoderDecoder}
 
 
 def build_model(cfg: ModelConfig) -> nn.Module:
@@ -27,5 +28,5 @@ def build_model(cfg: ModelConfig) -> nn.Module:
     return FAMILIES[cfg.family](cfg)
 
 
-__all__ = ["BERT", "FAMILIES", "GPT", "Capabilities", "FamilyModel", "ModelConfig", "ModelOutput", "NGramLM",
-           "RecurrentLM", "build_model"]
+__all__ = ["BERT", "FAMILIES", "GPT", "Capabilities", "EncoderDecoder", "FamilyModel", "ModelConfig", "ModelOutput",
+           "NGramLM", "RecurrentLM", "build_model"]

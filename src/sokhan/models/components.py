@@ -150,6 +150,10 @@ class KVCache:
         self.kv[layer].narrow(3, start, end - start).copy_(kv)  # narrow+copy_: cheaper than slice assignment
         return self.kv[layer].narrow(3, 0, end).unbind(0)
 
+    def reorder(self, rows: torch.Tensor) -> None:
+        """Keep batch rows `rows` (in that order), as beam search does when hypotheses are extended or dropped."""
+        self.kv = [kv.index_select(1, rows) for kv in self.kv]
+
 
 class MultiHeadAttention(nn.Module):
     """§3.2.2 Multi-Head Attention: h heads of scaled dot-product attention, concatenated, projected.
@@ -192,6 +196,43 @@ class MultiHeadAttention(nn.Module):
             else:
                 allowed = attention_mask(t, k.size(2), self.causal, padding, x.device)
                 y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=dropout_p)
+        y = y.transpose(1, 2).reshape(b, t, c)
+        return dropout(self.out(y), self.dropout, self.training), weights
+
+
+class CrossAttention(nn.Module):
+    """§3.2.3 "encoder-decoder attention": queries come from the decoder, keys and values from the encoder's output.
+
+    Every target position may look at every real source position (the source's padding is
+    masked out). The keys and values depend on the source only, so `memory_kv` computes them
+    once per sentence and decoding reuses them for every generated token.
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.n_head, self.head_size = cfg.n_head, cfg.head_size
+        self.q = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)        # W^Q, on the decoder's states
+        self.kv = nn.Linear(cfg.n_embd, 2 * cfg.n_embd, bias=cfg.bias)   # W^K, W^V, on the encoder's output
+        self.out = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)      # W^O
+        self.dropout = cfg.dropout
+        self.explicit = cfg.attention == "explicit"
+
+    def memory_kv(self, memory: torch.Tensor) -> torch.Tensor:
+        """(2, B, H, S, head_size): the keys and values of the encoder's output `memory` (B, S, d_model)."""
+        b, s, _ = memory.shape
+        return self.kv(memory).view(b, s, 2, self.n_head, self.head_size).permute(2, 0, 3, 1, 4)
+
+    def forward(self, x: torch.Tensor, memory_kv: torch.Tensor, *, source_padding: torch.Tensor | None = None,
+                need_weights: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(output, weights (B, H, T, S) or None); `source_padding` (B, S) is 1 for real source tokens."""
+        b, t, c = x.shape
+        q = self.q(x).view(b, t, self.n_head, self.head_size).transpose(1, 2)
+        k, v = memory_kv.unbind(0)
+        allowed = None if source_padding is None else source_padding[:, None, None, :].bool()
+        if self.explicit or need_weights:
+            y, weights = scaled_dot_product_attention(q, k, v, allowed)
+        else:
+            y, weights = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed), None
         y = y.transpose(1, 2).reshape(b, t, c)
         return dropout(self.out(y), self.dropout, self.training), weights
 
@@ -258,3 +299,35 @@ class TransformerBlock(nn.Module):
         a, weights = self.attn(x, padding=padding, rope=rope, cache=cache, layer=layer, need_weights=need_weights)
         x = self.attn_norm(x + a)
         return self.ffn_norm(x + self.ffn(x)), weights
+
+
+class DecoderBlock(nn.Module):
+    """One decoder layer of the encoder–decoder (§3.1): masked self-attention over the target so far,
+    cross-attention over the source, feed-forward, each wrapped in "Add & Norm" (post-norm as in the
+    paper, or pre-norm)."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.prenorm = cfg.prenorm
+        self.attn_norm, self.cross_norm, self.ffn_norm = make_norm(cfg), make_norm(cfg), make_norm(cfg)
+        self.attn = MultiHeadAttention(cfg, causal=True)
+        self.cross = CrossAttention(cfg)
+        self.ffn = FeedForward(cfg)
+
+    def forward(self, x: torch.Tensor, memory_kv: torch.Tensor, *, source_padding: torch.Tensor | None = None,
+                padding: torch.Tensor | None = None, cache: KVCache | None = None, layer: int = 0,
+                need_weights: bool = False) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """(output, self-attention weights, cross-attention weights); the weights only when `need_weights`."""
+        if self.prenorm:
+            a, self_w = self.attn(self.attn_norm(x), padding=padding, cache=cache, layer=layer,
+                                  need_weights=need_weights)
+            x = x + a
+            a, cross_w = self.cross(self.cross_norm(x), memory_kv, source_padding=source_padding,
+                                    need_weights=need_weights)
+            x = x + a
+            return x + self.ffn(self.ffn_norm(x)), self_w, cross_w
+        a, self_w = self.attn(x, padding=padding, cache=cache, layer=layer, need_weights=need_weights)
+        x = self.attn_norm(x + a)
+        a, cross_w = self.cross(x, memory_kv, source_padding=source_padding, need_weights=need_weights)
+        x = self.cross_norm(x + a)
+        return self.ffn_norm(x + self.ffn(x)), self_w, cross_w

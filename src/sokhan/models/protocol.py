@@ -23,7 +23,7 @@ counts a token stream and `log_probs(tokens)` scores one in a single call.
 
 An encoder–decoder family (translation, `capabilities.needs_source`) fits the same shape:
 its `forward` also takes `source=` (the source ids; `source_padding=` for a batch) and fills
-`ModelOutput.cross_attentions`; its cache holds the encoder's output, computed on the first
+`ModelOutput.cross_attentions` (and `encoder_attentions`); its cache holds the encoder's output, computed on the first
 call with a source and reused for every generated token, so the encoder runs once per
 sequence. Callers pass `source=` only to a model whose capabilities say it needs one.
 """
@@ -45,6 +45,7 @@ class ModelOutput(NamedTuple):
     loss: torch.Tensor | None = None                     # mean cross-entropy against `targets`, when given
     attentions: list[torch.Tensor] | None = None         # need_weights: per layer, (B, heads, T_query, T_key)
     cross_attentions: list[torch.Tensor] | None = None   # encoder–decoder: target queries over source keys
+    encoder_attentions: list[torch.Tensor] | None = None  # encoder–decoder: the encoder's self-attention
 
 
 @dataclass(frozen=True)

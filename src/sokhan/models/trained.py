@@ -74,15 +74,26 @@ class TrainedModel:
                               f"a masked LM (family bert)")
 
     def require_causal(self, purpose: str) -> None:
-        """Sampling, chat and bits per character read text left to right: not a masked encoder."""
+        """Sampling, chat and bits per character read text left to right: not a masked encoder, nor a
+        translator (whose decoder reads left to right, but only given a source sentence)."""
+        if self.capabilities.needs_source:
+            raise SokhanError(f"{self.path} is a translation model (seq2seq): it writes Persian for an English "
+                              f"sentence, so {purpose} does not apply; try `sokhan translate {self.path} \"…\"`")
         if not self.capabilities.causal:
             raise SokhanError(f"{self.path} is a masked-LM encoder ({self.family}), not a left-to-right model, so "
                               f"{purpose} does not apply; try `sokhan fill {self.path} \"… <mask> …\"`")
 
+    def require_translator(self, purpose: str) -> None:
+        """Translating needs an encoder–decoder: a language model has no source to condition on."""
+        if not self.capabilities.needs_source:
+            raise SokhanError(f"{self.path} is a '{self.family}' language model, not a translator; {purpose} needs "
+                              f"a seq2seq model (train one with `sokhan translate-train`)")
+
     def require_attention(self, purpose: str) -> None:
         """Attention maps and positional encodings belong to Transformers."""
         if not self.capabilities.attention:
-            raise SokhanError(f"{self.path} is a '{self.family}' model: only Transformers (gpt, bert) have {purpose}")
+            raise SokhanError(f"{self.path} is a '{self.family}' model: only Transformers (gpt, bert, seq2seq) have "
+                              f"{purpose}")
 
     def encode_prompt(self, prompt: str) -> list[int]:
         """<|bos|> + the normalized prompt, as documents began in training."""

@@ -16,6 +16,9 @@ TASKS: dict[str, type[Task]] = {"gpt": CausalLMTask, "bert": MaskedLMTask, "rnn"
 
 
 def task_for(family: str, data_dir: str | Path, batch_size: int, block_size: int, device: torch.device) -> Task:
+    if family == "seq2seq":  # its task reads sentence pairs, not a prepared corpus (sokhan.train.translation)
+        raise SokhanError("a seq2seq model learns from sentence pairs, not a corpus: train it with "
+                          "`sokhan translate-train --data DIR`")
     if family not in TASKS:
         raise SokhanError(f"family '{family}' is not trained by gradient descent")
     return TASKS[family](data_dir, batch_size, block_size, device)

@@ -259,7 +259,8 @@ class Trainer:
             while budget_left() and not stop.requested:
                 t0 = time.perf_counter()
                 by_time = self.elapsed / cfg.max_time if self.cosine_by_time and cfg.max_time else 0.0
-                lr = lr_at(self.step, cfg.lr, cfg.min_lr, cfg.warmup_steps, self.lr_decay_steps, by_time)
+                lr = lr_at(self.step, cfg.lr, cfg.min_lr, cfg.warmup_steps, self.lr_decay_steps, by_time,
+                           cfg.lr_schedule)
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
                 batches = [self.task.sample("train", self.data_rng) for _ in range(cfg.grad_accum)]
