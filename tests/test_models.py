@@ -161,12 +161,15 @@ def test_every_family_follows_the_model_protocol():
                                         order=3)).eval()
         caps = model.capabilities
         assert isinstance(caps, Capabilities)
-        out = model(x, x, need_weights=True)
+        source = {"source": x} if caps.needs_source else {}  # an encoder–decoder reads a source too
+        assert caps.needs_source == (name == "seq2seq")
+        out = model(x, x, need_weights=True, **source)
         assert isinstance(out, ModelOutput) and out.logits.shape == (2, 8, 50) and out.loss.ndim == 0
         assert (out.attentions is not None) == caps.attention, name
         assert (model.input_embeddings() is None) == caps.lookup, name
-        assert caps.windowed == (name in ("gpt", "bert"))
+        assert caps.windowed == (name in ("gpt", "bert", "seq2seq"))
+        assert (out.cross_attentions is not None) == caps.needs_source, name
         if caps.causal:
             cache = model.new_cache(2)
-            model(x[:, :5], cache=cache)
+            model(x[:, :5], cache=cache, **source)
             assert cache.length == 5

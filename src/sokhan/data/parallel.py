@@ -244,7 +244,9 @@ class FilterCounts:
     max_ratio: float = 3.0
 
     def __str__(self) -> str:
-        ratio = f", {self.ratio:,} with a length ratio above {self.max_ratio:g}" if math.isfinite(self.max_ratio) else ""
+        ratio = ""
+        if math.isfinite(self.max_ratio):  # valid and test are not filtered by ratio (`prepare_parallel`)
+            ratio = f", {self.ratio:,} with a length ratio above {self.max_ratio:g}"
         return f"{self.read:,} pairs read: {self.kept:,} kept, {self.empty:,} with an empty side{ratio}"
 
     def to_dict(self) -> dict[str, int]:

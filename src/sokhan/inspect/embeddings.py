@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sokhan.data.parallel import ParallelData
 from sokhan.data.shards import TokenData
 from sokhan.errors import SokhanError
 from sokhan.inspect.picture import XY, Picture, Series
@@ -27,7 +28,7 @@ class EmbeddingMap:
     tokens: list[str]             # every token's text, made visible
     labelled: list[int]           # the ids written on the picture
     counts: np.ndarray | None     # training-set frequency of each id, when the data was found
-    data: Path | None             # the data folder the counts come from
+    data: Path | None             # the data file the counts come from (train.bin; a translator's train.safetensors)
 
 
 def embedding_matrix(lm: TrainedModel) -> np.ndarray:
@@ -46,6 +47,11 @@ def pca_2d(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return centred @ vt[:2].T, variance[:2] / max(variance.sum(), 1e-30)
 
 
+def train_file(lm: TrainedModel) -> str:
+    """The prepared train split's file: a language model's train.bin, a translator's train.safetensors."""
+    return "train.safetensors" if lm.capabilities.needs_source else "train.bin"
+
+
 def find_data(lm: TrainedModel) -> Path | None:
     """The run's prepared data folder (config train.data), tried as given, then next to the run's ancestors."""
     data = (lm.config.get("train") or {}).get("data")
@@ -53,23 +59,33 @@ def find_data(lm: TrainedModel) -> Path | None:
         return None
     given = Path(data)
     candidates = [given] if given.is_absolute() else [given, *(parent / given for parent in lm.path.parents)]
-    return next((c for c in candidates if (c / "meta.json").is_file() and (c / "train.bin").is_file()), None)
+    return next((c for c in candidates if (c / "meta.json").is_file() and (c / train_file(lm)).is_file()), None)
+
+
+def _train_tokens(lm: TrainedModel, folder: Path) -> tuple[np.ndarray, int | None]:
+    """Every token id of the train split, and the vocabulary size its meta.json names (both sides of a translator's
+    pairs: they share one vocabulary)."""
+    if lm.capabilities.needs_source:
+        data = ParallelData(folder)
+        sources, targets = data.pairs("train")
+        return np.concatenate([*sources, *targets, np.zeros(0, dtype=np.int64)]), data.meta["vocab_size"]
+    shards = TokenData(folder, "train")
+    return np.asarray(shards.tokens), shards.meta.get("vocab_size")
 
 
 def token_counts(lm: TrainedModel) -> tuple[np.ndarray | None, Path | None]:
-    """How often each id occurs in the run's train.bin; (None, None) if it is not there or not this tokenizer's."""
+    """How often each id occurs in the run's train split; (None, None) if it is not there or not this tokenizer's."""
     folder = find_data(lm)
     if folder is None:
         return None, None
     try:
-        data = TokenData(folder, "train")
+        tokens, vocab_size = _train_tokens(lm, folder)
     except SokhanError:
         return None, None
     vocab = lm.model.config.vocab_size
-    if data.meta.get("vocab_size") not in (None, lm.tokenizer.vocab_size) or \
-            (data.num_tokens and int(data.tokens.max()) >= vocab):
+    if vocab_size not in (None, lm.tokenizer.vocab_size) or (tokens.size and int(tokens.max()) >= vocab):
         return None, None
-    return np.bincount(np.asarray(data.tokens), minlength=vocab)[:vocab], folder
+    return np.bincount(tokens, minlength=vocab)[:vocab], folder / train_file(lm)
 
 
 def embedding_map(lm: TrainedModel, top: int = 40) -> EmbeddingMap:
@@ -109,7 +125,7 @@ def plot_embeddings(lm: TrainedModel, out_dir: str | Path, top: int = 40) -> Pic
     picture = embeddings_picture(emb, f"Token embeddings of {model_name(lm.path)} ({lm.family}, {vocab:,} tokens × "
                                       f"{dims} dimensions)")
     named = len(emb.labelled)
-    picture.subtitle = (f"named: the {named} most frequent tokens in {emb.data}/train.bin" if emb.data
+    picture.subtitle = (f"named: the {named} most frequent tokens in {emb.data}" if emb.data
                         else f"named: the first {named} token ids (the run's data was not found)")
     picture.extra["embeddings"] = emb
     return save_picture(picture, out_dir)
