@@ -101,3 +101,54 @@ class ServerThread:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+TINY_PAIRS = [("Hello world.", "سلام دنیا."), ("The cat sat on the mat.", "گربه روی فرش نشست."),
+              ("Transformers learn from data.", "ترنسفورمرها از داده یاد می‌گیرند."),
+              ("I love books.", "من کتاب‌ها را دوست دارم.")]
+
+
+def tiny_translator(folder: str | Path, steps: int = 60, seed: int = 0) -> Path:
+    """A tiny English→Persian encoder–decoder (preset seq2seq-tiny) that has learnt `TINY_PAIRS` by heart: a few
+    seconds of teacher-forced steps on the four pairs at once, saved as a model folder (a run folder with
+    checkpoints/latest) that `LanguageModel.load` reads. Enough for its greedy translation of a pair's English
+    to be that pair's Persian, which is what the server and page tests need to see; `steps=0` leaves it untrained."""
+    # imported here, not at the top: this helper came after the others, whose imports stay as they were
+    import torch
+
+    from sokhan.config import ModelConfig, NormalizerConfig
+    from sokhan.constants import IGNORE_INDEX
+    from sokhan.data.parallel import normalize_source
+    from sokhan.models.seq2seq import EncoderDecoder
+    from sokhan.text.normalize import PersianNormalizer
+    from sokhan.text.tokenizers import train_bpe
+
+    normalize = PersianNormalizer(NormalizerConfig())
+    english = [normalize_source(en) for en, _ in TINY_PAIRS]
+    persian = [normalize(fa) for _, fa in TINY_PAIRS]
+    tok = train_bpe((english + persian) * 5, vocab_size=400)
+    torch.manual_seed(seed)
+    cfg = ModelConfig.create(preset="seq2seq-tiny", vocab_size=tok.vocab_size)
+    model = EncoderDecoder(cfg)
+    sources = [tok.encode_plain(en) + [tok.eos_id] for en in english]
+    targets = [[tok.bos_id] + tok.encode_plain(fa) + [tok.eos_id] for fa in persian]
+    n, width, length = len(TINY_PAIRS), max(map(len, sources)), max(map(len, targets)) - 1
+    src = torch.full((n, width), tok.pad_id)
+    src_mask = torch.zeros((n, width), dtype=torch.bool)
+    idx = torch.full((n, length), tok.pad_id)
+    out = torch.full((n, length), IGNORE_INDEX)
+    for i, (s, t) in enumerate(zip(sources, targets)):
+        src[i, : len(s)], src_mask[i, : len(s)] = torch.tensor(s), True
+        idx[i, : len(t) - 1], out[i, : len(t) - 1] = torch.tensor(t[:-1]), torch.tensor(t[1:])
+    optimizer = torch.optim.Adam(model.parameters(), lr=5e-3)
+    model.train()
+    for _ in range(steps):
+        loss = model(idx, out, source=src, source_padding=src_mask).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    config = {"format": 1, "model": cfg.to_dict(), "normalizer": NormalizerConfig().to_dict(),
+              "translation": {"source_lang": "en", "target_lang": "fa"}}
+    checkpoint.save_checkpoint(folder, steps, model, config, tok.hf.to_str(), None, keep=1)
+    return Path(folder)

@@ -1,4 +1,5 @@
-"""`sokhan serve`: an OpenAI-compatible HTTP API and a web page (chat + Inspect) for one model."""
+"""`sokhan serve`: an OpenAI-compatible HTTP API and a web page (chat + Inspect) for one model; for a translation
+model, a translate endpoint and a page that translates (Translate + Inspect)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from sokhan.config.serve import API_KEY_ENV, check_api_key
 from sokhan.errors import SokhanError
 
 NAME = "serve"
-HELP = "an OpenAI-compatible HTTP API and a web page (chat + Inspect) for a model"
+HELP = "an OpenAI-compatible HTTP API and a web page (chat + Inspect) for a model, or translation for a translator"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,7 +47,8 @@ def run(args: argparse.Namespace) -> None:
     cfg = config_from(args, ServeConfig)
     key = api_key(cfg)
     lm = LanguageModel.load(args.model, device=cfg.device)
-    lm.require_causal("serving a chat API")
+    if not lm.capabilities.needs_source:  # a translator is served with /v1/translations and its own page
+        lm.require_causal("serving a chat API")
     serve(lm, cfg.host, cfg.port, model_name=cfg.model_name or default_model_name(args.model), api_key=key,
           max_tokens_cap=cfg.max_tokens_cap, allowed_hosts=cfg.allowed_host, cors_origins=cfg.cors_origin,
           max_queued=cfg.max_queued, body_timeout=cfg.body_timeout, announce=console.print)

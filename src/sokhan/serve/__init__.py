@@ -1,5 +1,5 @@
 """`sokhan serve`: an OpenAI-compatible HTTP API and a browser page (chat, and an inspector of attention and next-token
-probabilities) over one trained model.
+probabilities) over one trained model; over a translation model, a translate endpoint and a page that translates.
 
 `create_app(lm)` builds the ASGI app; `serve(lm, host, port)` runs it with uvicorn. The
 pieces: `schemas` (the request bodies), `errors` (OpenAI's error shape), `worker` (the

@@ -1,4 +1,5 @@
-"""The HTTP server: OpenAI's completions and chat-completions API over one sokhan model, plus a chat and inspect page.
+"""The HTTP server: OpenAI's completions and chat-completions API over one sokhan model (or a translate endpoint over
+a translation model), plus a chat, translate and inspect page.
 
     sokhan serve runs/demo/pretrain --port 8000
     curl localhost:8000/v1/chat/completions -H 'Content-Type: application/json' \
@@ -9,6 +10,34 @@ package (or anything built on it) works against a local model by changing `base_
 Streaming uses OpenAI's server-sent events: `data: {chunk}` per text piece, a last chunk with
 `finish_reason`, then `data: [DONE]`.
 
+A translation model (family seq2seq, `capabilities.needs_source`) is served with an endpoint of
+its own instead (OpenAI has none for text: its /v1/audio/translations takes audio); completions
+and chat on it, and a translation asked of a language model, are a 400 (`unsupported_model_family`):
+
+    POST /v1/translations {"text": "...", "beam": 4, "stream": false, "too_long": "truncate"}
+      -> {"id": "translation-…", "object": "translation", "created": t, "model": "...",
+          "translation": "...", "beam": 4, "truncated": false,
+          "usage": {"prompt_tokens": s, "completion_tokens": n, "total_tokens": s + n}}
+
+`text` is required, at most 10,000 characters (refused before it is normalized); an empty or
+blank text is an empty translation. `beam` is 1–16: 4 (the paper's) by default, 1 when streamed.
+`too_long`: a source longer than the model's context is cut to it ("truncate", the default: the
+reply says `"truncated": true`) or refused with a 400 ("refuse", code `context_length_exceeded`).
+`prompt_tokens` counts what the encoder read (with <|eos|>), `completion_tokens` the translation's
+text encoded. With `"stream": true` the reply is server-sent events framed as the chat's:
+
+    data: {"id": …, "object": "translation.chunk", "created": t, "model": "...", "delta": "…", "done": false}
+    …
+    data: {"id": …, "object": "translation.chunk", …, "delta": "", "done": true, "beam": 1, "truncated": false,
+           "usage": {...}}
+    data: [DONE]
+
+Only greedy decoding (beam 1, the default when streaming) streams piece by piece, each piece
+text that is settled (`infer.translate.stream_translation`: the pieces joined are the beam-1
+translation); a beam search (beam > 1) knows its translation only at its end, so it comes as one
+chunk. `GET /health` says which views the page shows (`views`: chat or translate, and inspect)
+and, for a translator, its languages and limits (`translation`).
+
 Bad input is always a 4xx with OpenAI's error body (see `errors.py`). Generation runs on the
 model's worker thread (see `worker.py`), so the event loop only moves bytes; each request
 watches for its client going away from the moment its body is in (`Departure`), and stops
@@ -17,8 +46,9 @@ building its prompt or cancels its job, which frees the model at once.
 What a stranger can make the server do is bounded: the body (1 MiB, sent within
 `body_timeout` seconds, JSON as `application/json` only), the messages of a chat (2,048, the
 history trimmed in one pass), a prompt that cannot fit (refused by its length before it is
-normalized), the requests waiting for the model (`max_queued`, then 429 with Retry-After),
-and who may call at all: a name in `Host` and the page's `Origin` are checked (`guard.py`).
+normalized), a source to translate (10,000 characters, then cut to the context), the requests
+waiting for the model (`max_queued`, then 429 with Retry-After), and who may call at all: a name
+in `Host` and the page's `Origin` are checked (`guard.py`).
 
 Beside OpenAI's API, the page's "Inspect" view has two JSON endpoints of its own (same key,
 same error shape, run on the same worker thread):
@@ -28,6 +58,20 @@ same error shape, run on the same worker thread):
           "weights": [layer][head][query][key]}   (4 decimals; a layer not asked for is null)
     POST /inspect/next {"text": "...", "k": 10}
       -> {"tokens": [{"token": "...", "prob": 0.12}, ...], "context_tokens": n}
+
+On a translation model, /inspect/attention reads `text` as the English source and `target` as
+the Persian the decoder reads (left out: the model's own greedy translation, cut to the limit,
+`target_cut` says so), and answers one `kind` of attention (default "cross"):
+
+    POST /inspect/attention {"text": "...", "target": null, "kind": "cross", "layer": 0}
+      -> {"kind": "cross", "rows": [target tokens], "cols": [source tokens],
+          "source_tokens": [...], "target_tokens": [...], "target": "...", "target_cut": false,
+          "layers": L, "heads": H, "causal": false, "layer": 0, "weights": [layer][head][row][col]}
+
+"encoder": source over source (rows = cols = source tokens); "decoder": target over the target
+so far (causal: the upper triangle is 0); "cross": each target token over the source. The
+source and a given target may each have `INSPECT_MAX_TOKENS` tokens (or the model's context);
+/inspect/next is a 400 on a translator (its decoder needs a source).
 """
 
 from __future__ import annotations
@@ -41,7 +85,8 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable
+import warnings
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -55,22 +100,26 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
 from sokhan.api import LanguageModel
-from sokhan.config import SampleConfig
+from sokhan.config import SampleConfig, TranslateConfig
 from sokhan.config.serve import BODY_TIMEOUT, MAX_QUEUED, check_api_key
 from sokhan.errors import SokhanError
 from sokhan.infer.chat import Cancelled, chat_prompt, surely_longer
 from sokhan.infer.sampling import StreamStats
-from sokhan.inspect.attention import attention_maps
+from sokhan.infer.translate import SourceTooLong, source_ids, stream_translation
+from sokhan.inspect.attention import TranslationAttention, attention_maps, translation_attention
 from sokhan.inspect.html import view_script
 from sokhan.models.checkpoint import run_folder
 from sokhan.serve.errors import APIError, install_handlers
 from sokhan.serve.guard import RequestGuard
 from sokhan.serve.schemas import (
+    MAX_BEAM,
+    TRANSLATE_MAX_CHARS,
     AttentionRequest,
     ChatRequest,
     CompletionRequest,
     NextTokenRequest,
     SamplingFields,
+    TranslationRequest,
 )
 from sokhan.serve.worker import Call, Job, ModelWorker
 
@@ -184,6 +233,33 @@ class Server:
                                                                              max_queued, body_timeout)
         self.worker = ModelWorker(lm)
         self.created = int(time.time())
+        self.translator = lm.capabilities.needs_source  # an encoder–decoder: it translates, it does not chat
+
+    def views(self) -> list[str]:
+        """The page's views this model offers (public, in /health): a translator's page translates, not chats."""
+        return ["translate", "inspect"] if self.translator else ["chat", "inspect"]
+
+    def translation_info(self) -> dict | None:
+        """What the page's Translate view needs to know (public, in /health); None for a language model."""
+        if not self.translator:
+            return None
+        langs = self.lm.config.get("translation", {})
+        return {"source_lang": langs.get("source_lang", "en"), "target_lang": langs.get("target_lang", "fa"),
+                "beam": TranslateConfig().beam, "max_beam": MAX_BEAM, "max_chars": TRANSLATE_MAX_CHARS}
+
+    def refuse_translator(self) -> None:
+        """400 for a completion or a chat asked of a translation model."""
+        if self.translator:
+            raise APIError(400, f"this server's model '{self.model_name}' is a translation model (seq2seq): it writes "
+                           "Persian for an English sentence and neither completes text nor chats; use POST "
+                           "/v1/translations with {\"text\": \"...\"}", None, "unsupported_model_family")
+
+    def refuse_language_model(self) -> None:
+        """400 for a translation asked of a language model."""
+        if not self.translator:
+            raise APIError(400, f"this server's model '{self.model_name}' is a '{self.lm.family}' language model, not "
+                           "a translator; use POST /v1/completions or /v1/chat/completions", None,
+                           "unsupported_model_family")
 
     # --- requests -------------------------------------------------------------------------------
 
@@ -241,12 +317,17 @@ class Server:
         return min(INSPECT_MAX_TOKENS, self.lm.block_size)
 
     def inspect_info(self) -> dict:
-        """What the page's Inspect view needs to know before asking (public, in /health)."""
+        """What the page's Inspect view needs to know before asking (public, in /health). A translator has
+        three kinds of attention (`kinds`, each `layers` deep: its encoder and decoder have as many layers)
+        and no next token of its own (its decoder needs a source)."""
         attention = None
         if self.lm.capabilities.attention:
             attention = {"layers": self.lm.model.config.n_layer, "heads": self.lm.model.config.n_head,
                          "max_tokens": self.inspect_max_tokens}
-        return {"family": self.lm.family, "attention": attention, "next_token": self.lm.capabilities.causal}
+            if self.translator:
+                attention["kinds"] = list(ATTENTION_KINDS)
+        return {"family": self.lm.family, "attention": attention,
+                "next_token": self.lm.capabilities.causal and not self.translator}
 
     def attention_reply(self, lm: LanguageModel, text: str, layer: int | None) -> dict:
         """On the worker thread: the attention weights of `text`, as JSON (see the module's docstring)."""
@@ -265,6 +346,112 @@ class Server:
         return {"tokens": maps.tokens, "layers": maps.layers, "heads": maps.heads, "causal": maps.causal,
                 "layer": layer, "weights": [weights[i].tolist() if layer in (None, i) else None
                                             for i in range(maps.layers)]}
+
+    def translation_attention_reply(self, lm: LanguageModel, text: str, target: str | None, kind: str,
+                                    layer: int | None) -> dict:
+        """On the worker thread: one kind of a translator's attention on `text` (and `target`, default its own
+        translation), as JSON (see the module's docstring). A source or a given target over the inspector's
+        limit is refused; the model's own translation is cut to it (`target_cut`)."""
+        limit = self.inspect_max_tokens
+        try:
+            n: int | None = len(source_ids(lm, text, "refuse"))
+        except SokhanError:  # longer than the model's context
+            n = None
+        if n is None or n > limit:
+            told = f"more than {lm.block_size}" if n is None else n
+            raise APIError(400, f"text: it is {told} tokens with <|eos|>; the inspector looks at {limit} at most",
+                           "text", "too_many_tokens")
+        if target is not None and target_length(lm, target) > limit:
+            raise APIError(400, f"target: it is {target_length(lm, target)} tokens with <|bos|>; the inspector "
+                           f"looks at {limit} at most", "target", "too_many_tokens")
+        maps = translation_attention(lm, text, target, max_tokens=limit)
+        rows, cols, weights = attention_of(maps, kind)
+        cells = (1 if layer is not None else weights.size(0)) * weights.size(1) * len(rows) * len(cols)
+        if cells > INSPECT_MAX_CELLS:
+            raise APIError(400, f"{cells} weights are more than one reply carries ({INSPECT_MAX_CELLS}): ask for "
+                           "one layer, or a shorter text", "layer", "too_many_weights")
+        weights = weights.double().round(decimals=4)  # float64 first: see attention_reply
+        return {"kind": kind, "rows": rows, "cols": cols, "source_tokens": maps.source_tokens,
+                "target_tokens": maps.target_tokens, "target": maps.target,
+                "target_cut": target_length(lm, maps.target) > len(maps.target_tokens),
+                "layers": weights.size(0), "heads": weights.size(1), "causal": kind == "decoder", "layer": layer,
+                "weights": [weights[i].tolist() if layer in (None, i) else None for i in range(weights.size(0))]}
+
+    # --- translation ----------------------------------------------------------------------------
+
+    def translation_source(self, lm: LanguageModel, text: str, too_long: str) -> tuple[int, bool]:
+        """On the worker thread: (the tokens the encoder reads, whether the source is cut to the context).
+        A source too long for the context is refused (400, the library's message) with too_long "refuse"."""
+        if not text.strip():
+            return 0, False
+        try:
+            return len(source_ids(lm, text, "refuse")), False
+        except SokhanError as e:
+            if too_long == "refuse":
+                raise APIError(400, str(e), "text", "context_length_exceeded") from None
+            return lm.block_size, True
+
+    def translation_job(self, req: TranslationRequest, cfg: TranslateConfig) -> Job:
+        """The streamed translation of `req.text`: greedy pieces as they are settled (`stream_translation`), or
+        with a beam > 1 the beam search's translation as one piece. Its result is what `TranslationReply` needs."""
+        done: dict[str, Any] = {}
+
+        def pieces(lm: LanguageModel, cancelled: Callable[[], bool]) -> Iterable[str]:
+            done["source_tokens"], done["truncated"] = self.translation_source(lm, req.text, cfg.too_long)
+            out = []
+            with quietly_cut(done["truncated"]):
+                stream = (stream_translation(lm, req.text, cfg) if cfg.beam == 1
+                          else iter([lm.translate(req.text, **cfg.to_dict())]))
+                for piece in stream:
+                    if piece:
+                        out.append(piece)
+                        yield piece
+            done["translation_tokens"] = translation_tokens(lm, "".join(out))
+
+        return Job(pieces, lambda: done, asyncio.get_running_loop())
+
+    def translation(self, lm: LanguageModel, req: TranslationRequest, cfg: TranslateConfig) -> dict:
+        """On the worker thread: the whole reply of a translation not streamed."""
+        n, cut = self.translation_source(lm, req.text, cfg.too_long)
+        with quietly_cut(cut):
+            text = lm.translate(req.text, **cfg.to_dict())
+        reply = TranslationReply(self, cfg.beam)
+        return reply.whole(text, {"source_tokens": n, "truncated": cut,
+                                  "translation_tokens": translation_tokens(lm, text)})
+
+    async def translate(self, request: Request, req: TranslationRequest, cfg: TranslateConfig) -> Response:
+        """Answer with the whole translation, or stream it (as `run` streams a reply) once its first event is in:
+        a source refused is still a proper 400."""
+        if not req.stream:
+            return await self.call(request, lambda m: self.translation(m, req, cfg))
+        self.admit()
+        departure = Departure(request)
+        handed_over = False
+        try:
+            job = self.worker.submit_job(self.translation_job(req, cfg))
+            departure.attach(job)
+            kind, value = await job.next_event()
+            if kind == "error":
+                raise value
+            if kind == "cancelled":
+                return Response(status_code=499)  # the client is gone; nobody reads this
+            handed_over = True
+            return JobStream(self.translation_events(job, kind, value, TranslationReply(self, cfg.beam)), departure)
+        finally:
+            if not handed_over:
+                departure.close()
+
+    async def translation_events(self, job: Job, kind: str, value: Any, reply: TranslationReply,
+                                 ) -> AsyncIterator[str]:
+        while kind == "text":
+            yield sse(reply.chunk(value))
+            kind, value = await job.next_event()
+        if kind == "done":
+            yield sse(reply.last(value))
+            yield sse("[DONE]")
+        elif kind == "error":
+            yield sse(stream_error(value))
+        # "cancelled": the client is gone, there is no one to write to
 
     async def call(self, request: Request, fn: Callable[[LanguageModel], dict]) -> Response:
         """`fn(lm)` on the model's worker thread, in turn with generation, answered as JSON.
@@ -333,9 +520,75 @@ class Server:
                 yield sse({**reply.envelope([]), "usage": reply.usage(value)})
             yield sse("[DONE]")
         elif kind == "error":
-            message = str(value) if isinstance(value, SokhanError) else f"generation failed: {type(value).__name__}"
-            yield sse({"error": {"message": message, "type": "server_error", "param": None, "code": None}})
+            yield sse(stream_error(value))
         # "cancelled": the client is gone, there is no one to write to
+
+
+ATTENTION_KINDS = ("cross", "encoder", "decoder")  # a translator's, the default first
+
+
+def stream_error(error: BaseException) -> dict:
+    """The last event of a stream that failed after it began (its status is already sent)."""
+    message = str(error) if isinstance(error, SokhanError) else f"generation failed: {type(error).__name__}"
+    return {"error": {"message": message, "type": "server_error", "param": None, "code": None}}
+
+
+def attention_of(maps: TranslationAttention, kind: str) -> tuple[list[str], list[str], Any]:
+    """(row tokens, column tokens, weights (layers, heads, rows, columns)) of one kind of a translator's attention."""
+    if kind == "encoder":
+        return maps.source_tokens, maps.source_tokens, maps.encoder
+    if kind == "decoder":
+        return maps.target_tokens, maps.target_tokens, maps.decoder
+    return maps.target_tokens, maps.source_tokens, maps.cross
+
+
+def target_length(lm: LanguageModel, target: str) -> int:
+    """The tokens the decoder reads for `target`: <|bos|> and the normalized Persian, as
+    `inspect.attention.translation_attention` reads it."""
+    return 1 + len(lm.tokenizer.encode_plain(lm.normalize(target).strip()))
+
+
+def translation_tokens(lm: LanguageModel, text: str) -> int:
+    """The length of a translation in tokens: its text encoded (what the decoder wrote, without <|eos|>)."""
+    return len(lm.tokenizer.encode_plain(text)) if text else 0
+
+
+@contextlib.contextmanager
+def quietly_cut(cut: bool) -> Iterator[None]:
+    """Around a translation whose source is cut to the context: the reply says so (`truncated`), so the
+    library's `SourceTooLong` warning would only repeat it in the server's log."""
+    if not cut:
+        yield
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SourceTooLong)
+        yield
+
+
+class TranslationReply:
+    """The bodies of one translation (see the module's docstring): streamed chunks share one id and timestamp."""
+
+    def __init__(self, server: Server, beam: int):
+        self.server, self.beam = server, beam
+        self.id = f"translation-{uuid.uuid4().hex[:24]}"
+        self.created = int(time.time())
+
+    def envelope(self, obj: str) -> dict:
+        return {"id": self.id, "object": obj, "created": self.created, "model": self.server.model_name}
+
+    def summary(self, done: dict) -> dict:
+        n, m = done["source_tokens"], done["translation_tokens"]
+        return {"beam": self.beam, "truncated": done["truncated"],
+                "usage": {"prompt_tokens": n, "completion_tokens": m, "total_tokens": n + m}}
+
+    def whole(self, text: str, done: dict) -> dict:
+        return {**self.envelope("translation"), "translation": text, **self.summary(done)}
+
+    def chunk(self, piece: str) -> dict:
+        return {**self.envelope("translation.chunk"), "delta": piece, "done": False}
+
+    def last(self, done: dict) -> dict:
+        return {**self.envelope("translation.chunk"), "delta": "", "done": True, **self.summary(done)}
 
 
 class Reply:
@@ -415,7 +668,9 @@ def create_app(lm: LanguageModel, *, model_name: str | None = None, api_key: str
 
     @v1.post("/completions")
     async def completions(request: Request) -> Response:
-        req = CompletionRequest.model_validate_json(await server.read_body(request))
+        body = await server.read_body(request)
+        server.refuse_translator()
+        req = CompletionRequest.model_validate_json(body)
         n = server.max_tokens(req.max_tokens, min(COMPLETION_DEFAULT_TOKENS, server.cap), "max_tokens")
         cfg = server.sample_config(req, n)
         return await server.run(request, lambda gone: server.completion_prompt(req.prompt), cfg, req.stream,
@@ -423,13 +678,23 @@ def create_app(lm: LanguageModel, *, model_name: str | None = None, api_key: str
 
     @v1.post("/chat/completions")
     async def chat_completions(request: Request) -> Response:
-        req = ChatRequest.model_validate_json(await server.read_body(request))
+        body = await server.read_body(request)
+        server.refuse_translator()
+        req = ChatRequest.model_validate_json(body)
         param = "max_completion_tokens" if req.max_completion_tokens is not None else "max_tokens"
         n = server.max_tokens(req.requested_tokens(), server.cap, param)
         cfg = server.sample_config(req, n)
         messages = [m.to_message() for m in req.messages]
         return await server.run(request, lambda gone: chat_prompt(lm, messages, n, gone), cfg, req.stream,
                                 chat=True, include_usage=req.include_usage)
+
+    @v1.post("/translations")
+    async def translations(request: Request) -> Response:
+        body = await server.read_body(request)
+        server.refuse_language_model()
+        req = TranslationRequest.model_validate_json(body)
+        beam = req.beam if req.beam is not None else (1 if req.stream else TranslateConfig().beam)
+        return await server.translate(request, req, TranslateConfig(beam=beam, too_long=req.too_long))
 
     app.include_router(v1)
 
@@ -448,11 +713,27 @@ def create_app(lm: LanguageModel, *, model_name: str | None = None, api_key: str
         if req.layer is not None and req.layer >= info["layers"]:
             raise APIError(400, f"layer: this model has {info['layers']} layers, numbered from 0", "layer",
                            "invalid_layer")
+        if server.translator:
+            if req.target is not None and not req.target.strip():
+                raise APIError(400, "target: give the Persian to read, or leave target out to read the model's own "
+                               "translation", "target", "empty_text")
+            kind = req.kind or ATTENTION_KINDS[0]
+            return await server.call(request, lambda m: server.translation_attention_reply(m, req.text, req.target,
+                                                                                           kind, req.layer))
+        for param in ("kind", "target"):
+            if getattr(req, param) is not None:
+                raise APIError(400, f"{param}: this server's model is a '{lm.family}' model with one kind of "
+                               "attention; kind and target are for a translation model's", param,
+                               "unsupported_model_family")
         return await server.call(request, lambda m: server.attention_reply(m, req.text, req.layer))
 
     @inspect.post("/next")
     async def inspect_next(request: Request) -> Response:
         req = NextTokenRequest.model_validate_json(await server.read_body(request))
+        if server.translator:
+            raise APIError(400, "this server's model is a translation model (seq2seq): its decoder predicts the next "
+                           "token of a translation, given a source; ask POST /inspect/attention for what it reads",
+                           None, "unsupported_model_family")
         if not lm.capabilities.causal:
             raise APIError(400, f"this server's model is a masked-LM encoder ({lm.family}), not a left-to-right "
                            "model: it has no next token to predict", None, "unsupported_model_family")
@@ -469,9 +750,11 @@ def create_app(lm: LanguageModel, *, model_name: str | None = None, api_key: str
 
     @app.get("/health")
     async def health() -> dict:
-        """Public: what the page needs before it can talk to /v1 and /inspect (the name, whether a key is needed)."""
+        """Public: what the page needs before it can talk to /v1 and /inspect (the name, whether a key is needed,
+        which views to show)."""
         return {"status": "ok", "model": server.model_name, "api_key_required": server.api_key is not None,
-                "max_tokens_cap": server.cap, "context": lm.block_size, "inspect": server.inspect_info()}
+                "max_tokens_cap": server.cap, "context": lm.block_size, "views": server.views(),
+                "translation": server.translation_info(), "inspect": server.inspect_info()}
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
@@ -512,7 +795,9 @@ def serve(lm: LanguageModel, host: str = "127.0.0.1", port: int = 8000, log_leve
     app = create_app(lm, allowed_hosts=[*allowed_hosts, host], **app_options)
     name = app.state.server.model_name
     shown = f"[{host}]" if family == socket.AF_INET6 else host
-    announce(f"serving '{name}' at http://{shown}:{port}/ (chat and inspect page) and http://{shown}:{port}/v1 "
-             f"(OpenAI API); Ctrl-C stops")
+    page, api = ("translate and inspect page", "POST /v1/translations") if lm.capabilities.needs_source else \
+        ("chat and inspect page", "OpenAI API")
+    announce(f"serving '{name}' at http://{shown}:{port}/ ({page}) and http://{shown}:{port}/v1 ({api}); Ctrl-C "
+             "stops")
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5)
     uvicorn.Server(config).run(sockets=[sock])

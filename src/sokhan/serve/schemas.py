@@ -95,10 +95,27 @@ NEXT_MAX_K = 50
 
 
 class AttentionRequest(_Strict):
-    text: Annotated[str, Field(min_length=1, max_length=INSPECT_MAX_CHARS)]
+    text: Annotated[str, Field(min_length=1, max_length=INSPECT_MAX_CHARS)]  # a translator's: the English source
     layer: Annotated[int, Field(ge=0)] | None = None  # None: every layer; a number: only that one
+    # a translation model only: which attention (None: "cross"), and the Persian the decoder reads (None: its own)
+    kind: Literal["encoder", "decoder", "cross"] | None = None
+    target: Annotated[str, Field(max_length=INSPECT_MAX_CHARS)] | None = None
 
 
 class NextTokenRequest(_Strict):
     text: Annotated[str, Field(max_length=INSPECT_MAX_CHARS)] = ""  # "": what a document begins with
     k: Annotated[int, Field(ge=1, le=NEXT_MAX_K)] = 10
+
+
+# --- translation (not OpenAI's API: its /v1/audio/translations takes audio) ---------------------
+
+TRANSLATE_MAX_CHARS = 10_000  # a paragraph; refused before it is normalized or tokenized (then cut to the context)
+MAX_BEAM = 16
+
+
+class TranslationRequest(_Strict):
+    model: str | None = None  # one model per server: any name is accepted, replies carry the server's
+    text: Annotated[str, Field(max_length=TRANSLATE_MAX_CHARS)]  # "" (or blank): an empty translation
+    beam: Annotated[int, Field(ge=1, le=MAX_BEAM)] | None = None  # None: 4 (the paper's), or 1 when streamed
+    stream: bool = False
+    too_long: Literal["truncate", "refuse"] = "truncate"

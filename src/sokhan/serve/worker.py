@@ -12,9 +12,12 @@ The event loop never runs model code: the worker hands each text piece back with
 that goes away cancels its job; the worker checks that flag before every token, so the model
 is free for the next request within one token's time.
 
+A streamed translation is a `Job` too, its pieces from the greedy decoder instead of the
+sampler; its flag is checked at every piece, and a translation is bounded by the context.
 Short model calls that are not generation (the inspector's attention maps and next-token
-probabilities) go through the same queue as a `Call`, so they never run on the weights while
-a reply is being sampled, and wait their turn like any other request.
+probabilities, a translation not streamed) go through the same queue as a `Call`, so they
+never run on the weights while a reply is being sampled, and wait their turn like any other
+request.
 
 The queue itself is unbounded; the server looks at `waiting()` before it submits and refuses
 (429) past its limit, telling the client `expected_wait()`.
@@ -27,7 +30,7 @@ import contextlib
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from sokhan.api import LanguageModel
@@ -36,17 +39,26 @@ from sokhan.infer.sampling import StreamStats, stream_text
 
 
 class Job:
-    """One request's generation. `await next_event()` gives ("text", piece)… then one of
-    ("done", StreamStats), ("error", exception) or ("cancelled", None).
+    """One request's streamed reply. `await next_event()` gives ("text", piece)… then one of
+    ("done", result), ("error", exception) or ("cancelled", None).
 
-    The worker thread produces the events; the request's event loop consumes them.
+    The worker thread produces the events: the pieces of `pieces(lm, cancelled)` (which may poll
+    `cancelled()` between tokens), then `result()` (what the reply says it cost); the request's
+    event loop consumes them. `sample` makes the job of a completion or a chat reply.
     """
 
-    def __init__(self, prompt_ids: list[int], cfg: SampleConfig, loop: asyncio.AbstractEventLoop):
-        self.prompt_ids, self.cfg, self.loop = prompt_ids, cfg, loop
-        self.progress = StreamStats()
+    def __init__(self, pieces: Callable[[LanguageModel, Callable[[], bool]], Iterable[str]],
+                 result: Callable[[], Any], loop: asyncio.AbstractEventLoop):
+        self.pieces, self.result, self.loop = pieces, result, loop
         self.events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self._cancel = threading.Event()
+
+    @classmethod
+    def sample(cls, prompt_ids: list[int], cfg: SampleConfig, loop: asyncio.AbstractEventLoop) -> Job:
+        """Sampling a continuation of `prompt_ids`; the result is its `StreamStats` (tokens, finish reason)."""
+        progress = StreamStats()
+        return cls(lambda lm, cancelled: stream_text(lm.model, lm.tokenizer, prompt_ids, cfg, progress, cancelled),
+                   lambda: progress, loop)
 
     @property
     def cancelled(self) -> bool:
@@ -77,17 +89,23 @@ class Job:
         self.emit("cancelled", None)
 
     def run(self, lm: LanguageModel) -> None:
-        """On the worker thread: sample, handing each piece to the event loop."""
+        """On the worker thread: produce the pieces, handing each to the event loop."""
+        pieces = iter(())
         try:
-            for piece in stream_text(lm.model, lm.tokenizer, self.prompt_ids, self.cfg, self.progress,
-                                     self._cancel.is_set):
+            pieces = iter(self.pieces(lm, self._cancel.is_set))
+            for piece in pieces:
                 self.emit("text", piece)
                 if self.cancelled:
                     break
+            result = self.result()
         except Exception as e:
             self.emit("error", e)
         else:
-            self.emit("done", self.progress)
+            self.emit("done", result)
+        finally:
+            close = getattr(pieces, "close", None)
+            if close is not None:  # a generator left early: its cleanup runs here, on this thread
+                close()
 
 
 class Call:
@@ -163,8 +181,12 @@ class ModelWorker:
             thread.join(timeout)
 
     def submit(self, prompt_ids: list[int], cfg: SampleConfig) -> Job:
+        """Queue sampling a continuation of `prompt_ids`."""
+        return self.submit_job(Job.sample(prompt_ids, cfg, asyncio.get_running_loop()))
+
+    def submit_job(self, job: Job) -> Job:
+        """Queue any streamed job (a translation's, say); it runs in turn with the others."""
         self.start()
-        job = Job(prompt_ids, cfg, asyncio.get_running_loop())
         self._jobs.put(job)
         return job
 
