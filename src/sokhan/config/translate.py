@@ -50,7 +50,7 @@ class TranslateTrainConfig(Config):
                                "similar length are batched together", low=16)
     lr: float = option(1e-3, "peak learning rate of AdamW (β₂ 0.98, as the paper)", low=0, low_open=True)
     min_lr: float = option(1e-5, "the learning rate never falls below this", low=0)
-    warmup_steps: int = option(400, "steps of linear warmup", low=0)
+    warmup_steps: int = option(200, "steps of linear warmup", low=0)
     lr_schedule: str = option("cosine", "after warmup: a cosine to min_lr over the time budget, or the paper's "
                               "inverse square root of the step", choices=("cosine", "inverse-sqrt"))
     label_smoothing: float = option(0.1, "§5.4 label smoothing ε_ls: the paper's 0.1", low=0, high=1, high_open=True)

@@ -8,8 +8,11 @@ per sentence as rows of one batch and reorders the cache rows when hypotheses ar
 
 Scores are compared after the length penalty of Wu et al. (2016, GNMT §7):
 lp(Y) = ((5 + |Y|) / 6)^α, score = log P(Y | X) / lp(Y), where |Y| counts the generated tokens
-with the closing <|eos|>. A sentence is done when `beam` hypotheses have ended (fairseq's rule);
-at the length limit the open hypotheses end there. With beam 1 this is exactly greedy decoding.
+with the closing <|eos|>. A sentence is done when `beam` hypotheses have ended and the best of them
+scores at least as well as the best open one would if it ended now (the rule of Hugging Face's beam
+scorer): counting ended hypotheses alone (fairseq's rule) lets hypotheses that skipped a token end a
+step before the right one and shut it out. At the length limit the open hypotheses end there. With
+beam 1 this is exactly greedy decoding.
 """
 
 from __future__ import annotations
@@ -40,6 +43,13 @@ class Hypothesis:
     score: float       # log P(tokens | source), without the length penalty
 
 
+def one_line(text: str) -> str:
+    """A decoded translation as the training targets were written: words joined by single spaces. Targets never
+    hold a line break, but a model can still write one (byte-level BPE has every byte), which would break the
+    one-line-per-input promise of `sokhan translate --input`."""
+    return " ".join(text.split())
+
+
 def length_penalty(length: int, alpha: float) -> float:
     return ((5 + length) / 6) ** alpha
 
@@ -53,7 +63,7 @@ def source_ids(translator: TrainedModel, text: str, too_long: str = "truncate", 
         what = f"{where}: " if where else ""
         if too_long == "refuse":
             raise SokhanError(f"{what}the source has {len(ids)} tokens, more than the model's context of {block}; "
-                              f"shorten it, or pass --too-long truncate")
+                              f"shorten it, or let it be cut (too-long mode 'truncate')")
         warnings.warn(f"{what}the source has {len(ids)} tokens, cut to the model's context of {block}",
                       SourceTooLong, stacklevel=2)
         ids = ids[: block - 1] + [translator.tokenizer.eos_id]
@@ -156,8 +166,6 @@ def beam_decode(model: torch.nn.Module, sources: list[list[int]], *, pad_id: int
                 tokens = beams[s][j].tokens
                 if token == eos_id:
                     finished[s].append((score / length_penalty(len(tokens) + 1, alpha), tokens))
-                    if len(finished[s]) >= beam:
-                        break
                     continue
                 new.append(Hypothesis(tokens + [token], score))
                 next_rows.append(i * beam + j)
@@ -165,7 +173,10 @@ def beam_decode(model: torch.nn.Module, sources: list[list[int]], *, pad_id: int
                     finished[s].append((score / length_penalty(len(tokens) + 1, alpha), tokens + [token]))
                 if len(new) == beam:
                     break
-            if len(finished[s]) >= beam or last_step or not new:
+            # Done when `beam` have ended and no open hypothesis, scored as if it ended now, beats the best of them.
+            best_ended = max((score for score, _ in finished[s]), default=-math.inf)
+            best_open = new[0].score / length_penalty(len(new[0].tokens), alpha) if new else -math.inf
+            if (len(finished[s]) >= beam and best_ended >= best_open) or last_step or not new:
                 del next_rows[len(next_rows) - len(new):]
                 continue
             while len(new) < beam:  # fewer open extensions than beams (a tiny vocabulary): pad with dead rows
@@ -200,7 +211,7 @@ def translate_batch(translator: TrainedModel, texts: list[str], cfg: TranslateCo
     else:
         ids = beam_decode(translator.model, sources, beam=cfg.beam, alpha=cfg.length_penalty, **common)
     for (i, _), result in zip(todo, ids):
-        out[i] = tok.decode(result).strip()
+        out[i] = one_line(tok.decode(result))
     return out
 
 
@@ -234,12 +245,12 @@ def stream_translation(translator: TrainedModel, text: str, cfg: TranslateConfig
     for _, token in greedy_tokens(translator.model, [ids], pad_id=tok.pad_id, bos_id=tok.bos_id, eos_id=tok.eos_id,
                                   max_new=limit):
         out.append(token)
-        decoded = tok.decode(out).strip()  # trailing spaces wait: the final line is stripped
+        decoded = one_line(tok.decode(out))  # trailing spaces wait: the final line has none
         if decoded.endswith("\ufffd") or token in tok.byte_run_ids:
             continue
         if decoded.startswith(emitted) and len(decoded) > len(emitted):
             yield decoded[len(emitted):]
             emitted = decoded
-    final = tok.decode(out).strip()
+    final = one_line(tok.decode(out))
     if final.startswith(emitted) and len(final) > len(emitted):
         yield final[len(emitted):]

@@ -22,7 +22,7 @@ from sokhan.config import TranslateConfig
 from sokhan.data.parallel import normalize_source
 from sokhan.device import model_device
 from sokhan.errors import SokhanError
-from sokhan.infer.translate import SourceTooLong, greedy_decode, max_new_tokens, source_ids
+from sokhan.infer.translate import SourceTooLong, greedy_decode, max_new_tokens, one_line, source_ids
 from sokhan.inspect.picture import Heatmap, Picture
 from sokhan.inspect.render import model_name, shorten, token_texts, visible
 from sokhan.inspect.save import save_picture
@@ -134,7 +134,7 @@ def translation_attention(lm: TrainedModel, source: str, target: str | None = No
         chosen = greedy_decode(lm.model, [full_source], pad_id=tok.pad_id, bos_id=tok.bos_id, eos_id=tok.eos_id,
                                max_new=[new])[0]
         target_ids, given = [tok.bos_id] + chosen, False
-        target = tok.decode(chosen).strip()  # as `sokhan translate` prints it
+        target = one_line(tok.decode(chosen))  # as `sokhan translate` prints it
     else:
         target_ids, given = [tok.bos_id] + tok.encode_plain(lm.normalize(" ".join(target.splitlines())).strip()), True
     src, tgt = full_source[:limit], target_ids[:limit]
