@@ -152,3 +152,21 @@ def tiny_translator(folder: str | Path, steps: int = 60, seed: int = 0) -> Path:
               "translation": {"source_lang": "en", "target_lang": "fa"}}
     checkpoint.save_checkpoint(folder, steps, model, config, tok.hf.to_str(), None, keep=1)
     return Path(folder)
+
+
+class InterruptAt:
+    """Send this process a SIGINT at the k-th call of any of the hooked functions: a moment inside a step
+    (drawing a micro-batch, the forward pass, clipping before the update) or inside an evaluation."""
+
+    def __init__(self, monkeypatch, k: int, targets: list[tuple[object, str]]):
+        self.calls, self.k = 0, k
+        for owner, name in targets:
+            monkeypatch.setattr(owner, name, self.wrap(getattr(owner, name)))
+
+    def wrap(self, fn):
+        def hooked(*args, **kwargs):
+            self.calls += 1
+            if self.calls == self.k:
+                signal.raise_signal(signal.SIGINT)
+            return fn(*args, **kwargs)
+        return hooked

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import kill_at_checkpoint_operation
+from helpers import InterruptAt, kill_at_checkpoint_operation
 from sokhan.config import PrepareConfig, TrainConfig
 from sokhan.data.prepare import prepare
 from sokhan.models import GPT, ModelConfig, build_model
@@ -95,24 +95,6 @@ def test_tied_weights_are_still_stored_once(tmp_path):
 
 
 # -- 2. Ctrl-C at random moments, then --resume ----------------------------------------------------------
-
-
-class InterruptAt:
-    """Send this process a SIGINT at the k-th call of any of the hooked functions: a moment inside a step
-    (drawing a micro-batch, the forward pass, clipping before the update) or inside an evaluation."""
-
-    def __init__(self, monkeypatch, k: int, targets: list[tuple[object, str]]):
-        self.calls, self.k = 0, k
-        for owner, name in targets:
-            monkeypatch.setattr(owner, name, self.wrap(getattr(owner, name)))
-
-    def wrap(self, fn):
-        def hooked(*args, **kwargs):
-            self.calls += 1
-            if self.calls == self.k:
-                signal.raise_signal(signal.SIGINT)
-            return fn(*args, **kwargs)
-        return hooked
 
 
 @pytest.mark.parametrize("family,moments", [("gpt", 4), ("lstm", 2)])

@@ -13,7 +13,6 @@ import io
 import math
 import random
 import re
-import signal
 import sys
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import pytest
 import torch
 from rich.console import Console
 
+from helpers import InterruptAt
 from sokhan.api import LanguageModel
 from sokhan.cli import main
 from sokhan.config import ModelConfig, NormalizerConfig, PrepareConfig, TranslateConfig, TranslateTrainConfig
@@ -548,23 +548,6 @@ def assert_same_weights(a: Path, b: Path) -> None:
     assert wa.keys() == wb.keys()
     for name in wa:
         assert torch.equal(wa[name], wb[name]), name
-
-
-class InterruptAt:
-    """Send this process a SIGINT at the k-th call of any of the hooked functions (as tests/test_resume.py)."""
-
-    def __init__(self, monkeypatch, k: int, targets: list[tuple[object, str]]):
-        self.calls, self.k = 0, k
-        for owner, name in targets:
-            monkeypatch.setattr(owner, name, self.wrap(getattr(owner, name)))
-
-    def wrap(self, fn):
-        def hooked(*args, **kwargs):
-            self.calls += 1
-            if self.calls == self.k:
-                signal.raise_signal(signal.SIGINT)
-            return fn(*args, **kwargs)
-        return hooked
 
 
 def test_ctrl_c_then_resume_gives_the_weights_of_a_run_never_stopped(corpus, tmp_path, monkeypatch):

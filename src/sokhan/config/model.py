@@ -56,8 +56,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     # A test size; the CPU default of `sokhan translate-train` (≤ 60 minutes on 2 cores); the paper's base.
     "seq2seq-tiny": dict(family="seq2seq", n_layer=2, n_head=2, n_embd=64, ffn_hidden=256, block_size=128,
                          **PAPER_RECIPE),
+    # The CPU preset is pre-norm: in 7-minute trials on the en-fa data it learnt faster at twice the learning
+    # rate (val loss 5.11 against post-norm's 5.17 at step 600), and a one-hour run has no room for a restart.
     "seq2seq-small": dict(family="seq2seq", n_layer=3, n_head=4, n_embd=256, ffn_hidden=1024, block_size=256,
-                          dropout=0.1, **PAPER_RECIPE),
+                          dropout=0.1, **{**PAPER_RECIPE, "prenorm": True}),
     "seq2seq-base": dict(family="seq2seq", n_layer=6, n_head=8, n_embd=512, ffn_hidden=2048, block_size=256,
                          dropout=0.1, **PAPER_RECIPE),
 }

@@ -46,9 +46,9 @@ class TranslateTrainConfig(Config):
     # ≈ 45 minutes of training on a 2-core CPU, so prepare + train + the test evaluation fit in an hour.
     max_time: float = option(2700.0, "seconds of training at most (0: no limit)", low=0)
     max_steps: int = option(100_000, "optimizer steps at most", low=1)
-    batch_tokens: int = option(4096, "tokens per batch (source and target, padding included): sentences of "
+    batch_tokens: int = option(2048, "tokens per batch (source and target, padding included): sentences of "
                                "similar length are batched together", low=16)
-    lr: float = option(1e-3, "peak learning rate of AdamW (β₂ 0.98, as the paper)", low=0, low_open=True)
+    lr: float = option(2e-3, "peak learning rate of AdamW (β₂ 0.98, as the paper)", low=0, low_open=True)
     min_lr: float = option(1e-5, "the learning rate never falls below this", low=0)
     warmup_steps: int = option(200, "steps of linear warmup", low=0)
     lr_schedule: str = option("cosine", "after warmup: a cosine to min_lr over the time budget, or the paper's "

@@ -55,6 +55,7 @@ from sokhan.config import check_out_dir
 from sokhan.config.base import json_kind
 from sokhan.config.data import DECODE_ERROR_MODES
 from sokhan.config.model import MAX_VOCAB
+from sokhan.data.prepare import install
 from sokhan.data.sources import iter_hf_rows, iter_lines, parse_hf
 from sokhan.errors import SokhanError
 from sokhan.text.tokenizers import Tokenizer, train_bpe
@@ -362,7 +363,7 @@ def prepare_parallel(spec: str, out_dir: str | Path, normalize_target: Callable[
                 "target_lang": target_lang, "vocab_size": tok.vocab_size, "max_ratio": max_ratio, "seed": seed,
                 "splits": info}
         _write(tmp / "meta.json", (json.dumps(meta, ensure_ascii=False, indent=2) + "\n").encode("utf-8"))
-        _install(tmp, out)
+        install(tmp, out, sorted(p.name for p in tmp.iterdir() if p.name != "meta.json"))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         if created and out.is_dir() and not any(out.iterdir()):
@@ -398,17 +399,6 @@ def _write(path: Path, data: bytes) -> None:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
-
-
-def _install(tmp: Path, out: Path) -> None:
-    """Move the finished files from `tmp` into `out`; meta.json is removed first and moved in last."""
-    meta = out / "meta.json"
-    if meta.exists():
-        meta.unlink()
-    for path in sorted(tmp.iterdir()):
-        if path.name != "meta.json":
-            os.replace(path, out / path.name)
-    os.replace(tmp / "meta.json", meta)
 
 
 # --------------------------------------------------------------------------- reading a prepared folder

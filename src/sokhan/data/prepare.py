@@ -104,7 +104,7 @@ def prepare(cfg: PrepareConfig, progress: bool = True) -> Path:
     try:
         with _Progress(progress) as bar:
             _build(cfg, normalizer, raw_docs, tmp, bar)
-        _install(tmp, out)
+        install(tmp, out, ["train.bin", "val.bin", "tokenizer.json"])
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         if created and out.is_dir() and not any(out.iterdir()):
@@ -228,12 +228,13 @@ def _encode_split(tok: Tokenizer, cache: Path, out: Path, dtype: np.dtype, advan
     return {"documents": text.documents, "tokens": tokens, "chars": text.chars, "fingerprint": text.digest}
 
 
-def _install(tmp: Path, out: Path) -> None:
-    """Move the finished files from `tmp` into `out`; meta.json is removed first, written last."""
+def install(tmp: Path, out: Path, names: list[str]) -> None:
+    """Move the finished files `names` from `tmp` into `out`: meta.json is removed first and moved in last, so
+    a folder whose meta.json exists is complete (the parallel data of `sokhan.data.parallel` too)."""
     meta = out / "meta.json"
     if meta.exists():
         meta.unlink()
-    for name in ("train.bin", "val.bin", "tokenizer.json"):
+    for name in names:
         os.replace(tmp / name, out / name)
     os.replace(tmp / "meta.json", meta)
 

@@ -61,6 +61,16 @@ class LearnedPositionalEmbedding(nn.Module):
         return x + self.weight[offset: offset + x.size(1)]
 
 
+def added_positions(cfg: ModelConfig) -> nn.Module | None:
+    """The positional encoding added to the token embeddings (`cfg.positional`): learned or sinusoidal;
+    None for RoPE (it rotates queries and keys instead) or for none at all."""
+    if cfg.positional == "learned":
+        return LearnedPositionalEmbedding(cfg.block_size, cfg.n_embd)
+    if cfg.positional == "sinusoidal":
+        return SinusoidalPositionalEncoding(cfg.block_size, cfg.n_embd)
+    return None
+
+
 class RotaryEmbedding(nn.Module):
     """RoPE (Su et al. 2021): rotate query/key pairs by a position-dependent angle.
 

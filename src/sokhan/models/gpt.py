@@ -23,9 +23,9 @@ from sokhan.models.components import (
     KVCache,
     LearnedPositionalEmbedding,
     RotaryEmbedding,
-    SinusoidalPositionalEncoding,
     TokenEmbedding,
     TransformerBlock,
+    added_positions,
     dropout,
     make_norm,
 )
@@ -46,11 +46,7 @@ class TransformerLM(nn.Module):
         super().__init__()
         self.config = cfg
         self.embed = TokenEmbedding(cfg.vocab_size, cfg.n_embd, scale=cfg.scale_embeddings)
-        self.positions: nn.Module | None = {
-            "learned": lambda: LearnedPositionalEmbedding(cfg.block_size, cfg.n_embd),
-            "sinusoidal": lambda: SinusoidalPositionalEncoding(cfg.block_size, cfg.n_embd),
-            "rope": lambda: None, "none": lambda: None,
-        }[cfg.positional]()
+        self.positions = added_positions(cfg)
         self.rope = RotaryEmbedding(cfg.head_size, cfg.block_size, cfg.rope_base) if cfg.positional == "rope" else None
         self.blocks = nn.ModuleList(TransformerBlock(cfg, causal=self.capabilities.causal)
                                     for _ in range(cfg.n_layer))

@@ -31,9 +31,9 @@ from sokhan.models.components import (
     DecoderBlock,
     KVCache,
     LearnedPositionalEmbedding,
-    SinusoidalPositionalEncoding,
     TokenEmbedding,
     TransformerBlock,
+    added_positions,
     dropout,
     make_norm,
 )
@@ -72,11 +72,7 @@ class EncoderDecoder(nn.Module):
         super().__init__()
         self.config = cfg
         self.embed = TokenEmbedding(cfg.vocab_size, cfg.n_embd, scale=cfg.scale_embeddings)
-        self.positions: nn.Module | None = {
-            "learned": lambda: LearnedPositionalEmbedding(cfg.block_size, cfg.n_embd),
-            "sinusoidal": lambda: SinusoidalPositionalEncoding(cfg.block_size, cfg.n_embd),
-            "none": lambda: None,
-        }[cfg.positional]()
+        self.positions = added_positions(cfg)
         self.encoder = nn.ModuleList(TransformerBlock(cfg, causal=False) for _ in range(cfg.n_layer))
         self.decoder = nn.ModuleList(DecoderBlock(cfg) for _ in range(cfg.n_layer))
         # Post-norm layers already end in a norm; pre-norm stacks need one at their top.
