@@ -3,12 +3,22 @@
 import contextlib
 import os
 import shutil
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from helpers import train_tiny_model
+
+
+@pytest.fixture
+def interruptible() -> Iterator[None]:
+    """The Ctrl-C tests send this process SIGINT; Python must handle it even when pytest was started with
+    SIGINT ignored, as a shell does for a background job (`bash .ci/run &`), which `StopRequest` respects."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
 
 
 @pytest.fixture(scope="session")

@@ -118,9 +118,8 @@ def tiny_translator(folder: str | Path, steps: int = 60, seed: int = 0) -> Path:
 
     from sokhan.config import ModelConfig, NormalizerConfig
     from sokhan.constants import IGNORE_INDEX
-    from sokhan.data.parallel import normalize_source
     from sokhan.models.seq2seq import EncoderDecoder
-    from sokhan.text.normalize import PersianNormalizer
+    from sokhan.text.normalize import PersianNormalizer, normalize_source
     from sokhan.text.tokenizers import train_bpe
 
     normalize = PersianNormalizer(NormalizerConfig())

@@ -157,7 +157,7 @@ def test_help_shows_the_defaults_that_apply_and_a_sentence_for_every_option():
     train = help_of("train")
     block = train[train.index("--block-size INT context length in tokens"):]
     assert "(default: 128)" in block[:120]                       # the small preset's, not the field's 256
-    assert "--model {gpt,bert,rnn,lstm,gru,ngram}, --family" in train  # choices listed
+    assert "--model {gpt,bert,rnn,lstm,gru,ngram,seq2seq}, --family" in train  # choices listed
     finetune = help_of("finetune")
     steps = finetune[finetune.index("--max-steps INT optimizer"):]
     assert "(default: 300)" in steps[:120]                        # fine-tuning's gentler schedule

@@ -18,13 +18,12 @@ from sokhan.data.parallel import (
     ParallelData,
     clean_pairs,
     hold_out,
-    normalize_source,
     prepare_parallel,
     read_parallel,
 )
 from sokhan.data.sources import CorpusWarning
 from sokhan.errors import SokhanError
-from sokhan.text.normalize import PersianNormalizer
+from sokhan.text.normalize import PersianNormalizer, normalize_source
 from sokhan.text.tokenizers import Tokenizer
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "en-fa"

@@ -97,6 +97,7 @@ def test_tied_weights_are_still_stored_once(tmp_path):
 # -- 2. Ctrl-C at random moments, then --resume ----------------------------------------------------------
 
 
+@pytest.mark.usefixtures("interruptible")
 @pytest.mark.parametrize("family,moments", [("gpt", 4), ("lstm", 2)])
 def test_ctrl_c_at_any_moment_then_resume_is_bit_exact(data, tmp_path, monkeypatch, family, moments):
     """SIGINT anywhere (dropout on, two micro-batches a step) → --resume → the same weights as a run never stopped."""
@@ -119,6 +120,7 @@ def test_ctrl_c_at_any_moment_then_resume_is_bit_exact(data, tmp_path, monkeypat
         assert len(keys) == len(set(keys)), f"duplicate metrics rows after Ctrl-C at call {k}"
 
 
+@pytest.mark.usefixtures("interruptible")
 def test_ctrl_c_in_the_last_step_finishes_the_run(data, tmp_path, monkeypatch):
     """The step ends the run anyway: it is evaluated and saved as done, not left 'interrupted' for good."""
     run = tmp_path / "run"

@@ -532,7 +532,7 @@ def short_run(corpus: Path, out: Path, **kw):
     evaluation and checkpoint every 4 steps; no time budget (a wall-clock cosine is not reproducible)."""
     cfg = TranslateTrainConfig(data=str(corpus), out_dir=str(out), vocab_size=300, max_steps=kw.pop("max_steps", 8),
                                max_time=0, warmup_steps=2, eval_interval=4, beam=1, eval_sentences=1,
-                               batch_tokens=96, device="cpu", progress=False, seed=3, **kw)
+                               batch_tokens=96, lr=1e-3, device="cpu", progress=False, seed=3, **kw)
     return translate_train(cfg, dict(preset="seq2seq-tiny", n_embd=32, ffn_hidden=64, dropout=0.1), QUIET)
 
 
@@ -550,6 +550,7 @@ def assert_same_weights(a: Path, b: Path) -> None:
         assert torch.equal(wa[name], wb[name]), name
 
 
+@pytest.mark.usefixtures("interruptible")
 def test_ctrl_c_then_resume_gives_the_weights_of_a_run_never_stopped(corpus, tmp_path, monkeypatch):
     straight = tmp_path / "straight"
     assert short_run(corpus, straight).train.step == 8

@@ -11,6 +11,7 @@ status 2; Ctrl-C exits with 130.
 from __future__ import annotations
 
 import sys
+import warnings
 
 from rich.markup import escape
 
@@ -48,12 +49,21 @@ def build_parser() -> Parser:
     return parser
 
 
+def show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                 file: object = None, line: str | None = None) -> None:
+    """A warning is for the user (lines skipped in a corpus, a sentence cut to the context): one line on
+    stderr, as errors are, not Python's two lines naming sokhan's source file."""
+    console.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
-        check_utf8(argv)
-        args = build_parser().parse_args(argv)
-        return args.run(args) or 0
+        with warnings.catch_warnings():
+            warnings.showwarning = show_warning
+            check_utf8(argv)
+            args = build_parser().parse_args(argv)
+            return args.run(args) or 0
     except SokhanError as e:  # the message is text, never markup: a '[/x]' typed by the user prints as typed
         console.print(f"[red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         return 2

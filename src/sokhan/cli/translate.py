@@ -14,9 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from rich.markup import escape
-
-from sokhan.cli.arguments import add_config, add_model_folder, config_from, console
+from sokhan.cli.arguments import add_config, add_model_folder, config_from
 from sokhan.config import TranslateConfig
 from sokhan.errors import SokhanError
 
@@ -49,10 +47,8 @@ def run(args: argparse.Namespace) -> None:
         lines, where = utf8_lines(sys.stdin.buffer, "stdin"), "stdin"
     else:
         lines, where = utf8_lines(open(args.input, "rb"), args.input), args.input  # noqa: SIM115 - closed at the end
-    with warnings.catch_warnings():  # a cut source is one line on stderr; stdout keeps one line per input line
+    with warnings.catch_warnings():  # every cut source is a `warning:` line on stderr (`sokhan.cli.show_warning`)
         warnings.simplefilter("always", SourceTooLong)
-        warnings.showwarning = lambda message, *rest: console.print(f"[yellow]warning:[/] {escape(str(message))}",
-                                                                   highlight=False, soft_wrap=True)
         for translation in translate_lines(lm, lines, cfg, where):
             sys.stdout.write(translation + "\n")
             sys.stdout.flush()

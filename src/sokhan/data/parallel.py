@@ -41,7 +41,6 @@ import os
 import re
 import shutil
 import tempfile
-import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -58,6 +57,7 @@ from sokhan.config.model import MAX_VOCAB
 from sokhan.data.prepare import install
 from sokhan.data.sources import iter_hf_rows, iter_lines, parse_hf
 from sokhan.errors import SokhanError
+from sokhan.text.normalize import normalize_source
 from sokhan.text.tokenizers import Tokenizer, train_bpe
 
 SPLITS = ("train", "valid", "test")
@@ -252,11 +252,6 @@ class FilterCounts:
 
     def to_dict(self) -> dict[str, int]:
         return {"read": self.read, "kept": self.kept, "empty": self.empty, "ratio": self.ratio}
-
-
-def normalize_source(text: str) -> str:
-    """English as the model sees it: NFC, every run of whitespace (tabs, NBSP, line breaks) one space, stripped."""
-    return " ".join(unicodedata.normalize("NFC", text).split())
 
 
 def clean_pairs(pairs: Iterable[Pair], normalize_target: Callable[[str], str], *,

@@ -25,10 +25,10 @@ from dataclasses import dataclass
 import torch
 
 from sokhan.config import TranslateConfig
-from sokhan.data.parallel import normalize_source
 from sokhan.device import model_device
 from sokhan.errors import SokhanError
 from sokhan.models.trained import TrainedModel
+from sokhan.text.normalize import normalize_source
 
 EXTRA_TOKENS = 10   # the length limit: max_length_ratio · source tokens + this
 

@@ -19,7 +19,6 @@ import numpy as np
 import torch
 
 from sokhan.config import TranslateConfig
-from sokhan.data.parallel import normalize_source
 from sokhan.device import model_device
 from sokhan.errors import SokhanError
 from sokhan.infer.translate import SourceTooLong, greedy_decode, max_new_tokens, one_line, source_ids
@@ -27,6 +26,7 @@ from sokhan.inspect.picture import Heatmap, Picture
 from sokhan.inspect.render import model_name, shorten, token_texts, visible
 from sokhan.inspect.save import save_picture
 from sokhan.models.trained import TrainedModel
+from sokhan.text.normalize import normalize_source
 
 MASK_LABEL = "masked (−∞ before softmax)"
 GRID_MOST = 16  # all layers × heads in one picture up to this many heads in all

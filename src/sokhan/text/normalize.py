@@ -156,3 +156,9 @@ def normalize(text: str, **config_fields) -> str:
 @lru_cache(maxsize=16)
 def _normalizer(config_items: tuple) -> PersianNormalizer:
     return PersianNormalizer(NormalizerConfig(**dict(config_items)))
+
+
+def normalize_source(text: str) -> str:
+    """A translator's English source as its model sees it, in training and when translating: NFC, every run
+    of whitespace (tabs, NBSP, line breaks) one space, stripped. (Persian goes through `PersianNormalizer`.)"""
+    return " ".join(unicodedata.normalize("NFC", text).split())
