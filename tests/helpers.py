@@ -14,12 +14,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
 import uvicorn
 from rich.console import Console
 
-from sokhan.config import PrepareConfig, TrainConfig
+from sokhan.config import ModelConfig, PrepareConfig, TrainConfig
 from sokhan.data.prepare import prepare
-from sokhan.models import checkpoint
+from sokhan.models import build_model, checkpoint
 from sokhan.recipes.pretrain import pretrain
 
 TINY_MODEL = dict(n_layer=2, n_head=2, n_embd=32, block_size=64)
@@ -169,3 +170,29 @@ class InterruptAt:
                 signal.raise_signal(signal.SIGINT)
             return fn(*args, **kwargs)
         return hooked
+
+
+def write(path: Path, text: str | bytes) -> Path:
+    """Write a test file (text as UTF-8, or bytes as they are), making its folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+    return path
+
+
+def weights(run: Path) -> dict[str, torch.Tensor]:
+    """The weights of a run's latest checkpoint, loaded into the model its config describes."""
+    folder = checkpoint.latest_checkpoint(run)
+    model = build_model(ModelConfig.from_dict(checkpoint.read_config(folder)["model"]))
+    checkpoint.load_weights(model, folder)
+    return model.state_dict()
+
+
+def assert_same_weights(a: Path, b: Path) -> None:
+    """Two runs ended with bit-identical weights (every tensor, by name)."""
+    wa, wb = weights(a), weights(b)
+    assert wa.keys() == wb.keys()
+    for name in wa:
+        assert torch.equal(wa[name], wb[name]), name

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import write
 from sokhan.data import prepare as prepare_mod
 from sokhan.data.prepare import PrepareConfig, prepare, split_of, token_dtype
 from sokhan.data.shards import TokenData, load_meta
@@ -20,15 +21,6 @@ from sokhan.text.normalize import NormalizerConfig, PersianNormalizer
 from sokhan.text.tokenizers import Tokenizer, train_char
 
 PERSIAN = re.compile(r"[\u0600-\u06FF]")
-
-
-def write(path: Path, text: str | bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(text, bytes):
-        path.write_bytes(text)
-    else:
-        path.write_text(text, encoding="utf-8")
-    return path
 
 
 def persian_corpus(n: int) -> list[str]:

@@ -11,6 +11,7 @@ import pytest
 import safetensors.numpy
 from rich.console import Console
 
+from helpers import write
 from sokhan.config import NormalizerConfig
 from sokhan.data import parallel
 from sokhan.data.parallel import (
@@ -40,15 +41,6 @@ VERBS = [("I see the {}", "من {} را می‌بینم"), ("you love the {}", "
 def corpus() -> list[tuple[str, str]]:
     """60 short English–Persian pairs: every verb with every noun."""
     return [(en.format(n_en) + ".", fa.format(n_fa) + ".") for en, fa in VERBS for n_en, n_fa in NOUNS]
-
-
-def write(path: Path, text: str | bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(text, bytes):
-        path.write_bytes(text)
-    else:
-        path.write_text(text, encoding="utf-8")
-    return path
 
 
 def write_aligned(folder: Path, stem: str, pairs: list[tuple[str, str]]) -> None:

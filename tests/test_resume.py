@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import InterruptAt, kill_at_checkpoint_operation
+from helpers import InterruptAt, assert_same_weights, kill_at_checkpoint_operation
 from sokhan.config import PrepareConfig, TrainConfig
 from sokhan.data.prepare import prepare
 from sokhan.models import GPT, ModelConfig, build_model
@@ -44,20 +44,6 @@ def train(data: Path, out: Path, family: str = "gpt", **kw) -> object:
                       eval_interval=kw.pop("eval_interval", 4), eval_iters=2, warmup_steps=2, progress=False,
                       device="cpu", log_interval=1, **kw)
     return pretrain(cfg, dict(TINY, preset="tiny", family=family, dropout=0.1))
-
-
-def weights(run: Path) -> dict[str, torch.Tensor]:
-    folder = latest_checkpoint(run)
-    model = build_model(ModelConfig.from_dict(json.loads((folder / "config.json").read_text())["model"]))
-    load_weights(model, folder)
-    return model.state_dict()
-
-
-def assert_same_weights(a: Path, b: Path) -> None:
-    wa, wb = weights(a), weights(b)
-    assert wa.keys() == wb.keys()
-    for name in wa:
-        assert torch.equal(wa[name], wb[name]), name
 
 
 def metric_keys(run: Path) -> list[tuple[int, str]]:

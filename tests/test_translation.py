@@ -21,7 +21,7 @@ import pytest
 import torch
 from rich.console import Console
 
-from helpers import InterruptAt
+from helpers import InterruptAt, assert_same_weights, weights
 from sokhan.api import LanguageModel
 from sokhan.cli import main
 from sokhan.config import ModelConfig, NormalizerConfig, PrepareConfig, TranslateConfig, TranslateTrainConfig
@@ -38,7 +38,6 @@ from sokhan.infer.translate import (
     translate_lines,
 )
 from sokhan.models import build_model
-from sokhan.models.checkpoint import latest_checkpoint, load_weights, read_config
 from sokhan.models.protocol import ModelOutput
 from sokhan.models.seq2seq import EncoderDecoder
 from sokhan.models.trained import TrainedModel
@@ -534,20 +533,6 @@ def short_run(corpus: Path, out: Path, **kw):
                                max_time=0, warmup_steps=2, eval_interval=4, beam=1, eval_sentences=1,
                                batch_tokens=96, lr=1e-3, device="cpu", progress=False, seed=3, **kw)
     return translate_train(cfg, dict(preset="seq2seq-tiny", n_embd=32, ffn_hidden=64, dropout=0.1), QUIET)
-
-
-def weights(run: Path) -> dict[str, torch.Tensor]:
-    folder = latest_checkpoint(run)
-    model = build_model(ModelConfig.from_dict(read_config(folder)["model"]))
-    load_weights(model, folder)
-    return model.state_dict()
-
-
-def assert_same_weights(a: Path, b: Path) -> None:
-    wa, wb = weights(a), weights(b)
-    assert wa.keys() == wb.keys()
-    for name in wa:
-        assert torch.equal(wa[name], wb[name]), name
 
 
 @pytest.mark.usefixtures("interruptible")

@@ -23,7 +23,6 @@ import torch
 from rich.console import Console
 
 from sokhan.config import (
-    ModelConfig,
     NormalizerConfig,
     TrainConfig,
     TranslateConfig,
@@ -37,8 +36,9 @@ from sokhan.eval.translation import TranslationScore, translation_scores
 from sokhan.infer.translate import translate_lines
 from sokhan.inspect.curves import draw_loss_curve
 from sokhan.models import build_model
-from sokhan.models.checkpoint import latest_checkpoint, read_config, write_atomic
+from sokhan.models.checkpoint import latest_checkpoint, write_atomic
 from sokhan.models.trained import TrainedModel
+from sokhan.recipes.pretrain import model_config_for
 from sokhan.text.normalize import PersianNormalizer
 from sokhan.text.tokenizers import Tokenizer
 from sokhan.train.engine import Trainer, TrainResult
@@ -80,12 +80,16 @@ def translate_train(cfg: TranslateTrainConfig, model: dict[str, Any] | None = No
                          max_ratio=cfg.max_ratio, seed=cfg.seed, on_decode_error=cfg.on_decode_error,
                          source_lang=cfg.source_lang, target_lang=cfg.target_lang, console=console)
     data = ParallelData(data_dir)
-    model_cfg = _model_config(found if cfg.resume else None, data.meta["vocab_size"], model or {})
     tokenizer_json = data.tokenizer_path.read_text(encoding="utf-8")
     train_cfg = TrainConfig(data=str(data_dir), out_dir=cfg.out_dir, max_steps=cfg.max_steps, max_time=cfg.max_time,
                             lr=cfg.lr, min_lr=cfg.min_lr, warmup_steps=cfg.warmup_steps, lr_schedule=cfg.lr_schedule,
                             beta2=0.98, weight_decay=0.01, eval_interval=cfg.eval_interval, eval_iters=20,
                             seed=cfg.seed, device=cfg.device, resume=cfg.resume, progress=cfg.progress)
+    # As pretraining: the resumed checkpoint's config, or the preset <- the values, with the data's vocabulary.
+    model_cfg = model_config_for(train_cfg, data.meta, {"preset": DEFAULT_PRESET, **(model or {})})
+    if model_cfg.family != "seq2seq":
+        raise SokhanError(f"translate-train trains the encoder–decoder (family seq2seq), not '{model_cfg.family}'; "
+                          f"choose a seq2seq preset (seq2seq-tiny, seq2seq-small, seq2seq-base)")
     torch.manual_seed(cfg.seed)
     net = build_model(model_cfg)
     tok = Tokenizer.load(data.tokenizer_path)
@@ -111,22 +115,6 @@ def translate_train(cfg: TranslateTrainConfig, model: dict[str, Any] | None = No
     if trained.interrupted:
         return result
     return score_run(result, cfg, data, console)
-
-
-def _model_config(checkpoint: Path | None, vocab_size: int, values: dict[str, Any]) -> ModelConfig:
-    """The resumed checkpoint's config, or the preset (seq2seq-small) <- values, with the data's vocabulary."""
-    if checkpoint is not None:
-        return ModelConfig.from_dict(read_config(checkpoint)["model"])
-    values = {k: v for k, v in values.items() if v is not None}
-    values.setdefault("preset", DEFAULT_PRESET)
-    values.setdefault("vocab_size", vocab_size)
-    model_cfg = ModelConfig.create(**values)
-    if model_cfg.family != "seq2seq":
-        raise SokhanError(f"translate-train trains the encoder–decoder (family seq2seq), not '{model_cfg.family}'; "
-                          f"choose a seq2seq preset (seq2seq-tiny, seq2seq-small, seq2seq-base)")
-    if model_cfg.vocab_size < vocab_size:
-        raise SokhanError(f"vocab_size {model_cfg.vocab_size} is smaller than the tokenizer's {vocab_size}")
-    return model_cfg
 
 
 def score_run(result: TranslateResult, cfg: TranslateTrainConfig, data: ParallelData,
