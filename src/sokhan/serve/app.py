@@ -106,7 +106,7 @@ from sokhan.errors import SokhanError
 from sokhan.infer.chat import Cancelled, chat_prompt, surely_longer
 from sokhan.infer.sampling import StreamStats
 from sokhan.infer.translate import SourceTooLong, source_ids, stream_translation
-from sokhan.inspect.attention import TranslationAttention, attention_maps, translation_attention
+from sokhan.inspect.attention import attention_maps, translation_attention
 from sokhan.inspect.html import view_script
 from sokhan.models.checkpoint import run_folder
 from sokhan.serve.errors import APIError, install_handlers
@@ -365,7 +365,8 @@ class Server:
             raise APIError(400, f"target: it is {target_length(lm, target)} tokens with <|bos|>; the inspector "
                            f"looks at {limit} at most", "target", "too_many_tokens")
         maps = translation_attention(lm, text, target, max_tokens=limit)
-        rows, cols, weights = attention_of(maps, kind)
+        chosen = maps.maps(kind)
+        rows, cols, weights = chosen.tokens, chosen.keys, chosen.weights
         cells = (1 if layer is not None else weights.size(0)) * weights.size(1) * len(rows) * len(cols)
         if cells > INSPECT_MAX_CELLS:
             raise APIError(400, f"{cells} weights are more than one reply carries ({INSPECT_MAX_CELLS}): ask for "
@@ -373,7 +374,7 @@ class Server:
         weights = weights.double().round(decimals=4)  # float64 first: see attention_reply
         return {"kind": kind, "rows": rows, "cols": cols, "source_tokens": maps.source_tokens,
                 "target_tokens": maps.target_tokens, "target": maps.target,
-                "target_cut": target_length(lm, maps.target) > len(maps.target_tokens),
+                "target_cut": maps.target_total > len(maps.target_ids),
                 "layers": weights.size(0), "heads": weights.size(1), "causal": kind == "decoder", "layer": layer,
                 "weights": [weights[i].tolist() if layer in (None, i) else None for i in range(weights.size(0))]}
 
@@ -531,15 +532,6 @@ def stream_error(error: BaseException) -> dict:
     """The last event of a stream that failed after it began (its status is already sent)."""
     message = str(error) if isinstance(error, SokhanError) else f"generation failed: {type(error).__name__}"
     return {"error": {"message": message, "type": "server_error", "param": None, "code": None}}
-
-
-def attention_of(maps: TranslationAttention, kind: str) -> tuple[list[str], list[str], Any]:
-    """(row tokens, column tokens, weights (layers, heads, rows, columns)) of one kind of a translator's attention."""
-    if kind == "encoder":
-        return maps.source_tokens, maps.source_tokens, maps.encoder
-    if kind == "decoder":
-        return maps.target_tokens, maps.target_tokens, maps.decoder
-    return maps.target_tokens, maps.source_tokens, maps.cross
 
 
 def target_length(lm: LanguageModel, target: str) -> int:
