@@ -88,6 +88,18 @@ def test_misaligned_and_missing_partner_files(tmp_path):
         read_parallel(str(tmp_path))
 
 
+def test_a_file_prefix_reads_its_aligned_pair_of_files_as_train(tmp_path):
+    pairs = corpus()[:5]
+    write_aligned(tmp_path, "tatoeba_test", pairs)
+    assert read_parallel(str(tmp_path / "tatoeba_test")) == {"train": pairs}
+    write(tmp_path / "tatoeba_test.en", "one more line\n" + (tmp_path / "tatoeba_test.en").read_text("utf-8"))
+    with pytest.raises(SokhanError, match=r"tatoeba_test\.en has 6 lines but .*tatoeba_test\.fa has 5"):
+        read_parallel(str(tmp_path / "tatoeba_test"))
+    write(tmp_path / "only.en", "hello\n")
+    with pytest.raises(SokhanError, match=r"only\.fa is missing: only\.en needs its line-aligned translation"):
+        read_parallel(str(tmp_path / "only"))
+
+
 def test_an_undecodable_line_fails_or_drops_its_pair_from_both_sides(tmp_path):
     write(tmp_path / "train.en", b"one\ntwo\nthree\nfour\n")
     write(tmp_path / "train.fa", "یک\n".encode() + b"bad \xff\n" + "سه\nچهار\n".encode())
@@ -322,6 +334,44 @@ def test_prepare_refuses_what_it_cannot_do(tmp_path):
     write_aligned(tmp_path / "empty", "train", [("hello", " ")])
     with pytest.raises(SokhanError, match="train: no pair is left after cleaning"):
         prepare_parallel(str(tmp_path / "empty"), tmp_path / "out", NORMALIZE, vocab_size=300, console=QUIET)
+
+
+def test_added_training_pairs_join_train_repeated_and_never_from_valid_or_test(tmp_path):
+    """--add-train: a prefix and a TSV join train `add_repeat` times; a pair whose source valid or test holds is
+    left out (counted), a folder gives only its train split, and the tokenizer learns each added pair once."""
+    pairs = corpus()
+    write_aligned(tmp_path / "main", "train", pairs[:40])
+    write_aligned(tmp_path / "main", "valid", pairs[40:45])
+    write_aligned(tmp_path / "main", "test", pairs[45:50])
+    extra = [("The sea is blue.", "دریا آبی است."), ("Birds sing.", "پرنده‌ها آواز می‌خوانند."), pairs[46]]
+    write_aligned(tmp_path, "general", extra)
+    tsv = write(tmp_path / "more.tsv", "Good morning.\tصبح بخیر.\n")
+    write_aligned(tmp_path / "other", "train", [("The road is long.", "راه دراز است.")])
+    write_aligned(tmp_path / "other", "test", [("Never train on me.", "هرگز.")])
+    out = prepare_parallel(str(tmp_path / "main"), tmp_path / "out", NORMALIZE, vocab_size=300, console=QUIET,
+                           add_train=[str(tmp_path / "general"), str(tsv), str(tmp_path / "other")], add_repeat=3)
+    data = ParallelData(out)
+    sources, targets = data.texts("train")
+    added = list(extra[:2]) + [("Good morning.", "صبح بخیر."), ("The road is long.", "راه دراز است.")]
+    expected = clean_pairs(pairs[:40] + added * 3, NORMALIZE)[0]
+    assert list(zip(sources, targets)) == expected
+    assert "Never train on me." not in sources and pairs[46][0] not in sources
+    info = data.meta["splits"]["train"]
+    assert info["pairs"] == 40 + 4 * 3
+    assert info["added"] == [
+        {"source": str(tmp_path / "general"), "pairs": 2, "overlap_left_out": 1, "repeat": 3},
+        {"source": str(tsv), "pairs": 1, "overlap_left_out": 0, "repeat": 3},
+        {"source": str(tmp_path / "other"), "pairs": 1, "overlap_left_out": 0, "repeat": 3}]
+    assert data.texts("test") == tuple(map(list, zip(*pairs[45:50])))
+    with pytest.raises(SokhanError, match=r"no such file, folder or file prefix"):
+        prepare_parallel(str(tmp_path / "main"), tmp_path / "out2", NORMALIZE, vocab_size=300, console=QUIET,
+                         add_train=[str(tmp_path / "nowhere")])
+    write_aligned(tmp_path, "leaky", [pairs[41]])
+    with pytest.raises(SokhanError, match=r"leaky: no pair is left to add to train .*1 left out: their source is "
+                                          r"in valid or test"):
+        prepare_parallel(str(tmp_path / "main"), tmp_path / "out3", NORMALIZE, vocab_size=300, console=QUIET,
+                         add_train=[str(tmp_path / "leaky")])
+    assert not (tmp_path / "out2").exists() and not (tmp_path / "out3").exists()
 
 
 @pytest.mark.skipif(not SHARED.is_dir(), reason=f"the shared en-fa data is not at {SHARED}")

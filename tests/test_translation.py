@@ -10,9 +10,11 @@ beyond float noise. The end-to-end tests share one overfit model (`overfit`, tra
 from __future__ import annotations
 
 import io
+import json
 import math
 import random
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -38,6 +40,7 @@ from sokhan.infer.translate import (
     translate_lines,
 )
 from sokhan.models import build_model
+from sokhan.models.checkpoint import resolve_model_dir
 from sokhan.models.protocol import ModelOutput
 from sokhan.models.seq2seq import EncoderDecoder
 from sokhan.models.trained import TrainedModel
@@ -45,7 +48,7 @@ from sokhan.recipes.translate import translate_train
 from sokhan.text.normalize import PersianNormalizer
 from sokhan.train import engine
 from sokhan.train.optim import lr_at
-from sokhan.train.translation import TranslationTask
+from sokhan.train.translation import TranslationTask, competence
 
 PAD, BOS, EOS = 0, 1, 2   # the tokenizer's special ids (SPECIAL_TOKENS order), used by the random models too
 VOCAB = 48
@@ -372,10 +375,22 @@ def test_eval_gives_bleu_and_chrf_100_for_perfect_translations(overfit, tmp_path
     out = capsys.readouterr().out
     assert "BLEU 100.00  chrF++ 100.00  (20 sentences)" in out, out
     assert "tok:13a" in out and "nw:2" in out  # sacrebleu's signatures: BLEU's tokenizer, chrF++'s word order
+    # It trained on these very sentences, and eval says so.
+    assert f"warning: 20 of these 20 source sentences are in the model's training data ({run}/data/train.en)" in out
     wrong = write_lines(tmp_path / "wrong.fa", RAW_TARGETS[1:] + RAW_TARGETS[:1])  # off by one line
     assert main(["eval", run, "--source", str(source), "--reference", str(wrong), "--beam", "2"]) == 0
     bleu, chrf = map(float, re.search(r"BLEU ([\d.]+)  chrF\+\+ ([\d.]+)", capsys.readouterr().out).groups())
     assert bleu < 60 and chrf < 80
+    unseen = write_lines(tmp_path / "unseen.en", ["Good morning.", "The sea is wide."])
+    assert main(["eval", run, "--source", str(unseen), "--reference", str(unseen)]) == 0
+    assert "none of these source sentences is in the model's training data" in capsys.readouterr().out
+    moved = tmp_path / "moved"  # the model alone, its prepared data nowhere to be found
+    shutil.copytree(resolve_model_dir(run), moved)
+    config = json.loads((moved / "config.json").read_text(encoding="utf-8"))
+    config["train"]["data"] = str(tmp_path / "gone")
+    (moved / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    assert main(["eval", str(moved), "--source", str(unseen), "--reference", str(unseen)]) == 0
+    assert "training data was not found: whether it saw these sentences is unchecked" in capsys.readouterr().out
 
 
 # -- 7. the translate command: one line out per line in -----------------------------------------------------
@@ -567,11 +582,50 @@ def test_a_run_stopped_at_its_step_budget_resumes_on_the_inverse_sqrt_schedule(c
 
     monkeypatch.setattr(engine, "lr_at", recorded)
     straight, stopped = tmp_path / "straight", tmp_path / "stopped"
-    short_run(corpus, straight, lr_schedule="inverse-sqrt")
-    assert short_run(corpus, stopped, lr_schedule="inverse-sqrt", max_steps=4).train.step == 4
-    assert short_run(corpus, stopped, lr_schedule="inverse-sqrt", resume=True).train.step == 8
+    # No curriculum: like the cosine, it follows the budget, and this run's budget grows from 4 steps to 8.
+    short_run(corpus, straight, lr_schedule="inverse-sqrt", curriculum=0.0)
+    assert short_run(corpus, stopped, lr_schedule="inverse-sqrt", max_steps=4, curriculum=0.0).train.step == 4
+    assert short_run(corpus, stopped, lr_schedule="inverse-sqrt", resume=True, curriculum=0.0).train.step == 8
     assert_same_weights(straight, stopped)
     # The engine got the schedule from translate-train: warmup of 2 steps, then lr · sqrt(2 / (step + 1)).
     expected = [(step, lr_at(step, 1e-3, 1e-5, 2, 8, schedule="inverse-sqrt")) for step in range(8)]
     assert used == expected + expected[:4] + expected[4:]
     assert used[7][1] > lr_at(7, 1e-3, 1e-5, 2, 8)  # not the cosine, which ends at min_lr at step 8
+
+
+# -- 11. shortest pairs first ----------------------------------------------------------------------------------
+
+
+def test_the_curriculum_opens_the_shortest_batches_first(overfit, corpus, tmp_path, monkeypatch):
+    """Platanios et al.'s competence: the shortest 1 % of the batches at the start, half of them an eighth of the
+    way in (√0.25), all of them from half the run on; validation batches are never held back."""
+    assert competence(0.0, 0.5) == pytest.approx(0.01) and competence(0.5, 0.5) == competence(0.9, 0.0) == 1.0
+    assert competence(0.125, 0.5) == pytest.approx(0.5, abs=1e-4)
+    task = TranslationTask(ParallelData(overfit[0] / "data"), 48, 128, 0.0, torch.device("cpu"), 0, PAD, BOS, EOS,
+                           curriculum=0.5)
+    batches = task.batches["train"]
+    assert len(batches) >= 6
+    widths = [max(len(task.pairs["train"][1][i]) for i in batch) for batch in batches]
+    assert widths == sorted(widths) and widths[0] < widths[-1]  # sorted by length: the first batches are shortest
+    drawn: list[int] = []
+    monkeypatch.setattr(task, "collate", lambda split, indices: drawn.append(
+        next(k for k, b in enumerate(task.batches[split]) if b is indices)))
+    generator = torch.Generator().manual_seed(0)
+
+    def draws(done: float, split: str = "train") -> set[int]:
+        drawn.clear()
+        task.set_progress(done)
+        for _ in range(200):
+            task.sample(split, generator)
+        return set(drawn)
+
+    assert draws(0.0) == {0}
+    assert draws(0.125) == set(range(math.ceil(competence(0.125, 0.5) * len(batches))))  # about half
+    assert draws(0.5) == set(range(len(batches)))
+    assert len(draws(0.0, "val")) > 1
+
+    # The engine tells the task how far the run is before each step: by steps here (no time budget).
+    told: list[float] = []
+    monkeypatch.setattr(TranslationTask, "set_progress", lambda self, done: told.append(done))
+    short_run(corpus, tmp_path / "run", max_steps=4)
+    assert told == [0.0, 0.25, 0.5, 0.75]

@@ -74,6 +74,7 @@ def translation_scores(args: argparse.Namespace) -> None:
     from sokhan.api import LanguageModel  # torch loads when the command runs, never for --help
     from sokhan.config import TranslateConfig
     from sokhan.data.sources import iter_lines
+    from sokhan.eval.translation import seen_in_training
     from sokhan.eval.translation import translation_scores as scores
     from sokhan.infer.translate import translate_lines
 
@@ -94,3 +95,11 @@ def translation_scores(args: argparse.Namespace) -> None:
     print(f"{score}  ({paths[0]} → {paths[1]}, beam {args.beam}, references normalized as the model's training "
           f"targets; model {lm.path})")
     print(f"  {score.bleu_signature}\n  {score.chrf_signature}")
+    seen = seen_in_training(lm.config, lm.path, sources)
+    if seen is None:
+        print("  the model's training data was not found: whether it saw these sentences is unchecked")
+    elif seen[0]:
+        print(f"  warning: {seen[0]:,} of these {len(sources):,} source sentences are in the model's training data "
+              f"({seen[1]}): a score on them measures memory, not translation")
+    else:
+        print(f"  none of these source sentences is in the model's training data ({seen[1]})")

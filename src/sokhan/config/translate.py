@@ -35,6 +35,11 @@ class TranslateTrainConfig(Config):
     data: str = option("", "parallel text: a folder of aligned files (train.en/train.fa, optional valid.* and "
                        "test.*), a source<TAB>target .tsv file, or hf:NAME_OR_PATH[:SPLIT] (a 'translation' "
                        "column of {en, fa})")
+    add_train: list[str] = option(help="more training pairs (repeatable): a PREFIX of aligned PREFIX.en/PREFIX.fa, "
+                                  "a .tsv, a folder's train split or hf:NAME:SPLIT; a pair whose source is in "
+                                  "valid or test is left out", factory=list)
+    add_train_repeat: int = option(1, "each added pair is trained on this many times as often as a pair of --data "
+                                   "(upsampling a small set beside a large one)", low=1, high=1000)
     out_dir: str = option("runs/translate", "the run folder: data/, checkpoints/, metrics.jsonl, scores.json")
     source_lang: str = option("en", "the language suffix of the source files (train.en)")
     target_lang: str = option("fa", "the language suffix of the target files (train.fa), normalized as Persian")
@@ -48,11 +53,14 @@ class TranslateTrainConfig(Config):
     max_steps: int = option(100_000, "optimizer steps at most", low=1)
     batch_tokens: int = option(2048, "tokens per batch (source and target, padding included): sentences of "
                                "similar length are batched together", low=16)
-    lr: float = option(2e-3, "peak learning rate of AdamW (β₂ 0.98, as the paper)", low=0, low_open=True)
+    lr: float = option(3e-3, "peak learning rate of AdamW (β₂ 0.98, as the paper)", low=0, low_open=True)
     min_lr: float = option(1e-5, "the learning rate never falls below this", low=0)
     warmup_steps: int = option(200, "steps of linear warmup", low=0)
     lr_schedule: str = option("cosine", "after warmup: a cosine to min_lr over the time budget, or the paper's "
                               "inverse square root of the step", choices=("cosine", "inverse-sqrt"))
+    curriculum: float = option(0.5, "shortest pairs first: over this fraction of the run the training batches open "
+                               "from the shortest to all (Platanios et al. 2019's square-root competence); 0: all "
+                               "from the start", low=0, high=1)
     label_smoothing: float = option(0.1, "§5.4 label smoothing ε_ls: the paper's 0.1", low=0, high=1, high_open=True)
     eval_interval: int = option(250, "evaluate the validation loss and save every N steps", low=1)
     beam: int = option(4, "beam size of the final test evaluation", low=1, high=64)

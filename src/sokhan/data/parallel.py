@@ -6,9 +6,16 @@
   languages), optionally ``valid.*`` (or ``dev.*``) and ``test.*``; or ``train.tsv`` (optional
   ``valid.tsv`` / ``dev.tsv``, ``test.tsv``) in the same folder layout;
 * a ``.tsv`` file of ``source<TAB>target`` lines: all of it is train;
+* a file prefix ``DIR/NAME`` whose ``NAME.en`` and ``NAME.fa`` align (fairseq's ``--trainpref``
+  form): all of it is train;
 * ``hf:NAME_OR_PATH[:SPLIT]`` — a Hugging Face dataset with a ``translation`` column of
   ``{"en": …, "fa": …}`` rows (the OPUS layout). A named SPLIT is train; without one, a saved
   DatasetDict's (or a hub dataset's) train / validation (valid, dev) / test splits are read.
+
+More training pairs may come from other sources (`prepare_parallel(add_train=…)`, a small
+general-domain set beside a large in-domain one): only their train split is read, a pair whose
+source sentence is in the valid or test split is left out (those sets score the model), and
+each may be repeated — upsampled — so a small set is not drowned by a large one.
 
 `clean_pairs` normalizes both sides (the Persian one with the project's `PersianNormalizer`)
 and drops pairs with an empty side or a character-length ratio above `max_ratio` (the idea of
@@ -42,7 +49,7 @@ import re
 import shutil
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,7 +84,8 @@ TENSORS = {"source_ids": np.int32, "target_ids": np.int32, "source_offsets": np.
 
 def _valid_forms(source_lang: str = "en", target_lang: str = "fa") -> str:
     return (f"a folder with line-aligned train.{source_lang}/train.{target_lang} (optional valid.* or dev.*, "
-            f"test.*) or train.tsv, a .tsv file of source<TAB>target lines, or hf:NAME_OR_PATH[:SPLIT]")
+            f"test.*) or train.tsv, a .tsv file of source<TAB>target lines, a PREFIX of line-aligned "
+            f"PREFIX.{source_lang}/PREFIX.{target_lang}, or hf:NAME_OR_PATH[:SPLIT]")
 
 
 # --------------------------------------------------------------------------- reading
@@ -96,8 +104,10 @@ def read_parallel(spec: str, *, source_lang: str = "en", target_lang: str = "fa"
             splits = _read_folder(p, source_lang, target_lang, on_decode_error)
         elif p.is_file() and p.suffix.lower() == ".tsv":
             splits = {"train": _read_tsv(p, on_decode_error)}
+        elif any(Path(f"{p}.{lang}").is_file() for lang in (source_lang, target_lang)):
+            splits = {"train": _read_aligned(Path(f"{p}.{source_lang}"), Path(f"{p}.{target_lang}"), on_decode_error)}
         else:
-            why = "not a folder or a .tsv file" if p.exists() else "no such file or folder"
+            why = "not a folder or a .tsv file" if p.exists() else "no such file, folder or file prefix"
             raise SokhanError(f"{spec}: {why}; valid forms: {_valid_forms(source_lang, target_lang)}")
     if "train" not in splits:
         raise SokhanError(f"{spec} has no train split; valid forms: {_valid_forms(source_lang, target_lang)}")
@@ -309,12 +319,18 @@ def _rank(key: str, seed: int) -> int:
 def prepare_parallel(spec: str, out_dir: str | Path, normalize_target: Callable[[str], str], *,
                      vocab_size: int = 8000, max_ratio: float = 3.0, valid_size: int = 500, seed: int = 1337,
                      on_decode_error: str = "fail", source_lang: str = "en", target_lang: str = "fa",
-                     console: Console | None = None) -> Path:
-    """Read, clean, split, tokenize and write `spec` into `out_dir` (the module docstring); returns `out_dir`."""
+                     add_train: Sequence[str] = (), add_repeat: int = 1, console: Console | None = None) -> Path:
+    """Read, clean, split, tokenize and write `spec` into `out_dir` (the module docstring); returns `out_dir`.
+
+    `add_train`: more sources whose train pairs join train, each pair `add_repeat` times."""
     console = console or Console(stderr=True)
     if valid_size < 1:
         raise SokhanError(f"valid_size must be at least 1, got {valid_size}")
+    if add_repeat < 1:
+        raise SokhanError(f"add_repeat must be at least 1, got {add_repeat}")
     raw = read_parallel(spec, source_lang=source_lang, target_lang=target_lang, on_decode_error=on_decode_error)
+    added_raw = {extra: read_parallel(extra, source_lang=source_lang, target_lang=target_lang,
+                                      on_decode_error=on_decode_error)["train"] for extra in add_train}
     check_out_dir(out_dir)
     out = Path(out_dir)
     if Path(spec).expanduser().is_dir() and Path(spec).expanduser().resolve() == out.resolve():
@@ -341,18 +357,22 @@ def prepare_parallel(spec: str, out_dir: str | Path, normalize_target: Callable[
         console.print(f"valid: {len(splits['valid']):,} pairs held out from train (seed {seed})",
                       markup=False, highlight=False, soft_wrap=True)
         counts["valid"] = FilterCounts(len(splits["valid"]), len(splits["valid"]), 0, 0, max_ratio)
+    added, added_info = _added_pairs(added_raw, splits, normalize_target, max_ratio, console)
 
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".prepare-parallel-", dir=out))
     try:
-        tok = train_bpe((text for pair in splits["train"] for text in pair), vocab_size)
+        tok = train_bpe((text for pair in splits["train"] + added for text in pair), vocab_size)
+        splits["train"] = splits["train"] + added * add_repeat
         info = {}
         for split in (s for s in SPLITS if s in splits):
             info[split] = _write_split(tok, splits[split], tmp, split, source_lang, target_lang)
             info[split]["filtered"] = counts[split].to_dict()
         if held_out:
             info["valid"]["held_out_from"] = "train"
+        if added_info:
+            info["train"]["added"] = [{**a, "repeat": add_repeat} for a in added_info]
         tok.save(tmp / "tokenizer.json")
         meta = {"format": FORMAT, "kind": KIND, "source": spec, "source_lang": source_lang,
                 "target_lang": target_lang, "vocab_size": tok.vocab_size, "max_ratio": max_ratio, "seed": seed,
@@ -364,6 +384,26 @@ def prepare_parallel(spec: str, out_dir: str | Path, normalize_target: Callable[
         if created and out.is_dir() and not any(out.iterdir()):
             out.rmdir()
     return out
+
+
+def _added_pairs(added_raw: dict[str, list[Pair]], splits: dict[str, list[Pair]],
+                 normalize_target: Callable[[str], str], max_ratio: float, console: Console,
+                 ) -> tuple[list[Pair], list[dict]]:
+    """The cleaned pairs of each added source, less those whose source sentence is in valid or test."""
+    scored = {source for split in ("valid", "test") for source, _ in splits.get(split, ())}
+    added: list[Pair] = []
+    info = []
+    for extra, pairs in added_raw.items():
+        cleaned, counts = clean_pairs(pairs, normalize_target, max_ratio=max_ratio)
+        kept = [p for p in cleaned if p[0] not in scored]
+        leaked = len(cleaned) - len(kept)
+        note = f", {leaked:,} left out: their source is in valid or test" if leaked else ""
+        console.print(f"train + {extra}: {counts}{note}", markup=False, highlight=False, soft_wrap=True)
+        if not kept:
+            raise SokhanError(f"{extra}: no pair is left to add to train ({counts}{note})")
+        added += kept
+        info.append({"source": extra, "pairs": len(kept), "overlap_left_out": leaked})
+    return added, info
 
 
 def _write_split(tok: Tokenizer, pairs: list[Pair], tmp: Path, split: str, src: str, tgt: str) -> dict:

@@ -10,11 +10,16 @@ chrF++.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import sacrebleu
 
 from sokhan.errors import SokhanError
+from sokhan.models.checkpoint import run_folder
+from sokhan.text.normalize import normalize_source
 
 
 @dataclass(frozen=True)
@@ -45,3 +50,23 @@ def translation_scores(hypotheses: list[str], references: list[str]) -> Translat
     b = bleu.corpus_score(hypotheses, [references])
     c = chrf.corpus_score(hypotheses, [references])
     return TranslationScore(b.score, c.score, len(hypotheses), str(bleu.get_signature()), str(chrf.get_signature()))
+
+
+def seen_in_training(config: Mapping[str, Any], model_path: Path, sources: list[str]) -> tuple[int, Path] | None:
+    """How many of `sources` are source sentences the model was trained on, and the file that says so;
+    None when the run's prepared data is no longer where it was written.
+
+    A score on sentences the model has seen measures memory, not translation: `sokhan eval` says
+    how many there are. Sentences compare as training compared them (`normalize_source`); the
+    prepared folder is looked for where training wrote it, then in the run folder beside the model.
+    """
+    lang = config.get("translation", {}).get("source_lang", "en")
+    recorded = config.get("train", {}).get("data")
+    for folder in ([Path(recorded)] if isinstance(recorded, str) and recorded else []) + [
+            run_folder(model_path) / "data"]:
+        train = folder / f"train.{lang}"
+        if train.is_file():
+            with open(train, encoding="utf-8") as f:
+                trained = {line.rstrip("\n") for line in f}
+            return sum(normalize_source(s) in trained for s in sources), train
+    return None

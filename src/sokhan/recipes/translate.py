@@ -1,10 +1,12 @@
 """Recipe: train the paper's encoder–decoder to translate English → Persian, then score it.
 
-1. prepare: read the parallel text (aligned files, a TSV or a Hugging Face dataset), normalize
-   the Persian side with the project's normalizer, drop empty and misaligned pairs (counts
-   printed), train one byte-level BPE on both languages (`sokhan.data.parallel`);
-2. train on the one engine (`sokhan.train.engine`): batches by token count, label smoothing
-   0.1, warmup then cosine (or the paper's inverse square root), checkpoints, exact resume;
+1. prepare: read the parallel text (aligned files, a TSV or a Hugging Face dataset, and any
+   `add_train` sources), normalize the Persian side with the project's normalizer, drop empty and
+   misaligned pairs (counts printed), train one byte-level BPE on both languages
+   (`sokhan.data.parallel`);
+2. train on the one engine (`sokhan.train.engine`): batches by token count opened shortest
+   first (the curriculum), label smoothing 0.1, warmup then cosine (or the paper's inverse
+   square root), checkpoints, exact resume;
 3. translate the test split with beam search and print BLEU and chrF++ (sacrebleu), and a few
    sample translations, the sentence of the project's tour among them.
 
@@ -78,7 +80,8 @@ def translate_train(cfg: TranslateTrainConfig, model: dict[str, Any] | None = No
     else:
         prepare_parallel(cfg.data, data_dir, PersianNormalizer(normalizer), vocab_size=cfg.vocab_size,
                          max_ratio=cfg.max_ratio, seed=cfg.seed, on_decode_error=cfg.on_decode_error,
-                         source_lang=cfg.source_lang, target_lang=cfg.target_lang, console=console)
+                         source_lang=cfg.source_lang, target_lang=cfg.target_lang, add_train=cfg.add_train,
+                         add_repeat=cfg.add_train_repeat, console=console)
     data = ParallelData(data_dir)
     tokenizer_json = data.tokenizer_path.read_text(encoding="utf-8")
     train_cfg = TrainConfig(data=str(data_dir), out_dir=cfg.out_dir, max_steps=cfg.max_steps, max_time=cfg.max_time,
@@ -94,7 +97,8 @@ def translate_train(cfg: TranslateTrainConfig, model: dict[str, Any] | None = No
     net = build_model(model_cfg)
     tok = Tokenizer.load(data.tokenizer_path)
     task = TranslationTask(data, cfg.batch_tokens, model_cfg.block_size, cfg.label_smoothing,
-                           resolve_device(cfg.device), cfg.seed, tok.pad_id, tok.bos_id, tok.eos_id)
+                           resolve_device(cfg.device), cfg.seed, tok.pad_id, tok.bos_id, tok.eos_id,
+                           curriculum=cfg.curriculum)
     for split, n in task.dropped.items():
         if n:
             console.print(f"{split}: {n:,} pairs longer than the context of {model_cfg.block_size} tokens left out")
@@ -105,7 +109,8 @@ def translate_train(cfg: TranslateTrainConfig, model: dict[str, Any] | None = No
         "normalizer": normalizer.to_dict(),
         "data": {"source": cfg.data, "tokenizer": "bpe", "kind": "parallel", "splits": data.meta["splits"]},
         "translation": {"source_lang": data.meta["source_lang"], "target_lang": data.meta["target_lang"],
-                        "batch_tokens": cfg.batch_tokens, "label_smoothing": cfg.label_smoothing},
+                        "batch_tokens": cfg.batch_tokens, "label_smoothing": cfg.label_smoothing,
+                        "curriculum": cfg.curriculum},
     }
     console.print(f"model: seq2seq, {net.num_parameters() / 1e6:.2f}M parameters, {model_cfg.n_layer} + "
                   f"{model_cfg.n_layer} layers, d_model {model_cfg.n_embd}, {model_cfg.n_head} heads; "

@@ -263,6 +263,7 @@ class Trainer:
                            cfg.lr_schedule)
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
+                self.task.set_progress(min(done(), 1.0))
                 batches = [self.task.sample("train", self.data_rng) for _ in range(cfg.grad_accum)]
                 loss = self.accumulate(train_model, batches)
                 if not math.isfinite(loss):  # before the update: the weights and the last checkpoint stay good

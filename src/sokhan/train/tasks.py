@@ -34,7 +34,11 @@ class Task:
     * `metrics(model, batch)`: evaluation figures of one batch, "loss" among them (a masked LM
       adds its accuracy);
     * `state_dict()` / `load_state_dict(state)`: what a resume must restore beyond the data RNG
-      (the hidden state a recurrent model carries from batch to batch).
+      (the hidden state a recurrent model carries from batch to batch);
+    * `set_progress(done)`: how far the run is before each step's batches are drawn, 0 → 1 by
+      whichever budget (steps or time) ends it first; a curriculum opens its data by it
+      (translation's shortest-first), the default ignores it. A resumed run restores the step and
+      the time spent, so it is told the same figure it would have been.
     """
 
     def sample(self, split: str, generator: torch.Generator) -> Batch:
@@ -60,6 +64,9 @@ class Task:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Nothing to restore by default."""
+
+    def set_progress(self, done: float) -> None:
+        """No curriculum by default: every batch may be drawn from the first step."""
 
 
 class CausalLMTask(Task):
