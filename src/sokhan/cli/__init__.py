@@ -19,8 +19,10 @@ from sokhan.cli import (
     chat,
     demo,
     evaluate,
+    export,
     fill,
     finetune,
+    import_model,
     inspect,
     leaderboard,
     prepare,
@@ -35,7 +37,7 @@ from sokhan.cli.arguments import Parser, check_utf8, console
 from sokhan.errors import SokhanError
 
 COMMANDS = (demo, prepare, train, sample, finetune, chat, translate_train, translate, evaluate, fill, leaderboard, zoo,
-            inspect, serve)
+            inspect, serve, export, import_model)
 
 
 def build_parser() -> Parser:
