@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
 
 import torch
 from torch import nn
@@ -13,10 +14,12 @@ from sokhan.errors import SokhanError
 
 def resolve_device(name: str) -> torch.device:
     """"auto" is the GPU when there is one, else the CPU; a CUDA device asked for where there is none is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise SokhanError(f"device '{name}' asked for, but CUDA is not available here")
+    if name in ("auto", "cuda") and torch.cuda.is_available() and "LOCAL_RANK" in os.environ:
+        return torch.device("cuda", int(os.environ["LOCAL_RANK"]))  # under torchrun: this process's GPU
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         return torch.device(name)
     except RuntimeError:

@@ -20,9 +20,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
     from sokhan.cli.report import report  # torch loads when the command runs, never for --help
     from sokhan.models import FAMILIES
     from sokhan.recipes.pretrain import pretrain
+    from sokhan.train.distributed import env_rank
 
     cfg = config_from(args, TrainConfig)
     model = config_values(ModelConfig, args.config, given(args, ModelConfig))
@@ -30,4 +33,7 @@ def run(args: argparse.Namespace) -> int:
     next_step = f"sokhan sample {cfg.out_dir}"
     if not FAMILIES[checked.family].capabilities.causal:
         next_step = f"sokhan fill {cfg.out_dir} \"… <mask> …\""
+    if env_rank():  # under torchrun only rank 0 speaks (an error is still printed by every rank)
+        result = pretrain(cfg, model, Console(stderr=True, quiet=True))
+        return 130 if result.interrupted else 0
     return report(pretrain(cfg, model, console), next_step)

@@ -56,6 +56,10 @@ class TrainConfig(Config):
     compile: bool = option(False, "torch.compile the model for training")
     resume: bool = option(False, "continue the run in out_dir exactly where it stopped")
     progress: bool = option(True, "show a progress bar (on a terminal)")
+    fsdp: bool = option(False, "under torchrun: shard parameters, gradients and optimizer state across the "
+                        "processes (FSDP2) instead of copying the model to each (DDP)")
+    dist_timeout: float = option(600.0, "under torchrun: seconds a process waits for the others at a collective "
+                                 "before it gives up (a rank that dies ends the job at once)", low=1)
 
     def check(self) -> None:
         check_device(self.device)

@@ -43,6 +43,7 @@ from sokhan.models.trained import TrainedModel
 from sokhan.recipes.pretrain import model_config_for
 from sokhan.text.normalize import PersianNormalizer
 from sokhan.text.tokenizers import Tokenizer
+from sokhan.train.distributed import under_torchrun
 from sokhan.train.engine import Trainer, TrainResult
 from sokhan.train.translation import TranslationTask
 
@@ -66,6 +67,9 @@ def translate_train(cfg: TranslateTrainConfig, model: dict[str, Any] | None = No
     """Prepare `cfg.data`, train the encoder–decoder that `model` describes (ModelConfig values; preset
     seq2seq-small unless given), and score it on the test split."""
     console = console or Console(stderr=True)
+    if under_torchrun():  # every process would prepare the same folder and score the test split
+        raise SokhanError("translate-train runs in one process: its prepare and scoring steps are not shared out "
+                          "across torchrun's processes yet; run it without torchrun")
     if not cfg.data:
         raise SokhanError("translate-train needs --data: a folder of train.en/train.fa, a .tsv file or hf:NAME")
     check_out_dir(cfg.out_dir)

@@ -4,6 +4,7 @@ AdamW + warmup/cosine, gradient accumulation (every target token weighted alike)
 clipping, bf16 autocast on CUDA, optional torch.compile, periodic evaluation (loss and an
 estimate of bits per character), metrics to JSONL, a rich progress bar, atomic checkpoints
 with everything needed to resume exactly, and Ctrl-C that finishes the step, saves and stops.
+Under torchrun the same loop runs on every process, DDP or FSDP2 (`sokhan.train.distributed`).
 What a batch is and how its loss is taken is the family's `Task` (`sokhan.train.tasks`);
 what else happens at a checkpoint (the recipes draw the loss curve) is the `on_save` hook's.
 """
@@ -34,7 +35,9 @@ from sokhan.models.checkpoint import (
     load_weights,
     read_config,
     save_checkpoint,
+    unique_state_dict,
 )
+from sokhan.train import distributed
 from sokhan.train.metrics import MetricsLog
 from sokhan.train.optim import lr_at, make_optimizer
 from sokhan.train.tasks import Batch, Task
@@ -105,12 +108,20 @@ class Trainer:
         self.on_save = on_save
         self.console = console or Console(stderr=True)
         self.device = resolve_device(cfg.device)
+        self.group = distributed.start(cfg.fsdp, cfg.dist_timeout, self.device)  # None outside torchrun
+        rank = 0
+        if self.group is not None:
+            self.device, rank = self.group.device, self.group.rank
+            task.split_rows(rank, self.group.world, self.group.gather_rows)  # or refuses, in one line
+            if not self.group.main:  # only rank 0 speaks
+                self.console = Console(stderr=True, quiet=True)
         self.model = model.to(self.device)
         self.run_dir = Path(cfg.out_dir)
         self.autocast = autocast_for(self.device, cfg.dtype)
         self.optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2), self.device.type)
         self.data_rng = torch.Generator().manual_seed(cfg.seed)  # the data position: where batches come from
-        torch.manual_seed(cfg.seed)                              # dropout
+        torch.manual_seed(cfg.seed + rank)                       # dropout (each rank its own)
+        self.weight_names: list[str] = []  # FSDP: the one-process checkpoint's weight names (tied weights once)
         self.step, self.tokens, self.elapsed = 0, 0, 0.0
         self.lr_decay_steps = cfg.lr_decay_steps or cfg.max_steps  # where the cosine reaches min_lr
         self.cosine_by_time = bool(cfg.max_time) and not cfg.lr_decay_steps  # ... or the time budget ends
@@ -120,13 +131,25 @@ class Trainer:
 
     # -- state -------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
+        """What a resume needs beyond the weights. Under torchrun every rank calls it (FSDP's optimizer shards
+        and a recurrent task's hidden rows are gathered) and rank 0 gets the one-process state, plus each
+        rank's dropout RNG (`rank_rng`) for a resume with as many processes."""
+        group = self.group
+        optimizer = (distributed.full_optimizer_state(self.optimizer, group.main) if group is not None and group.fsdp
+                     else self.optimizer.state_dict())
         state = {"step": self.step, "tokens": self.tokens, "elapsed": self.elapsed,
                  "lr_decay_steps": self.lr_decay_steps, "cosine_by_time": self.cosine_by_time,
-                 "optimizer": self.optimizer.state_dict(), "data_rng": self.data_rng.get_state(),
+                 "optimizer": optimizer, "data_rng": self.data_rng.get_state(),
                  "torch_rng": torch.get_rng_state()}
         if self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         state["task"] = self.task.state_dict()
+        if group is not None:
+            ranks = group.gather_objects([state["torch_rng"], state.get("cuda_rng")])
+            state["torch_rng"], state["cuda_rng"] = ranks[0]
+            if state["cuda_rng"] is None:
+                del state["cuda_rng"]
+            state["rank_rng"] = ranks
         return state
 
     def restore(self, folder: Path) -> None:
@@ -137,9 +160,17 @@ class Trainer:
             self.optimizer.load_state_dict(state["optimizer"])
             _check_moments(self.optimizer)
             self.data_rng.set_state(state["data_rng"])
-            torch.set_rng_state(state["torch_rng"])
-            if "cuda_rng" in state and self.device.type == "cuda":
-                torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+            torch_rng, cuda_rng = state["torch_rng"], state.get("cuda_rng")
+            rank_rng = state.get("rank_rng")
+            if self.group is not None and self.group.rank > 0:  # its own dropout RNG, or a fresh one
+                if isinstance(rank_rng, list) and len(rank_rng) == self.group.world:
+                    torch_rng, cuda_rng = rank_rng[self.group.rank]
+                else:  # another number of processes wrote it
+                    torch_rng, cuda_rng = torch.Generator().manual_seed(
+                        self.cfg.seed + self.group.rank + 7919 * state["step"]).get_state(), None
+            torch.set_rng_state(torch_rng)
+            if cuda_rng is not None and self.device.type == "cuda":
+                torch.cuda.set_rng_state(cuda_rng, self.device)
             self.task.load_state_dict(state.get("task", {}))
         except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as e:
             raise SokhanError(f"{folder}: its trainer state does not fit this run ({type(e).__name__}: "
@@ -164,13 +195,20 @@ class Trainer:
             self.console.print(f"learning rate: the run's own cosine, min_lr at step {original}{budget} "
                                f"(--lr-decay-steps sets another)")
 
-    def save(self) -> Path:
+    def save(self) -> Path | None:
         """Write a checkpoint; a full disk or read-only folder is one line naming the path, and the last
-        complete checkpoint stands (`save_checkpoint` only replaces `latest` once the new one is whole)."""
+        complete checkpoint stands (`save_checkpoint` only replaces `latest` once the new one is whole).
+        Under torchrun every rank takes part in gathering it and rank 0 writes it (the others get None)."""
         self.run_config["progress"] = {"step": self.step, "tokens": self.tokens, "elapsed": round(self.elapsed, 2)}
+        model: nn.Module = self.model
+        if self.group is not None and self.group.fsdp:
+            model = distributed.Weights(distributed.full_weights(self.model, self.weight_names, self.group.main))
+        state = self.state()
+        if self.group is not None and not self.group.main:
+            return None
         try:
-            return save_checkpoint(self.run_dir, self.step, self.model, self.run_config, self.tokenizer_json,
-                                   self.state(), keep=self.cfg.keep_checkpoints)
+            return save_checkpoint(self.run_dir, self.step, model, self.run_config, self.tokenizer_json,
+                                   state, keep=self.cfg.keep_checkpoints)
         except OSError as e:
             kept = latest_checkpoint(self.run_dir)
             raise SokhanError(f"cannot save step {self.step}: {e.strerror or e} ({e.filename or self.run_dir}); "
@@ -187,6 +225,9 @@ class Trainer:
         self.model.eval()
         out = {}
         for split in splits:
+            if self.group is not None:
+                out[split] = self._evaluate_split(split)
+                continue
             rng = torch.Generator().manual_seed(self.cfg.seed + 1)
             sums: dict[str, float] = {}
             for _ in range(self.cfg.eval_iters):
@@ -200,6 +241,35 @@ class Trainer:
         self.model.train()
         return out
 
+    def _evaluate_split(self, split: str) -> dict[str, float]:
+        """Under torchrun: every rank draws each evaluation batch and scores its own rows (so FSDP's gathers
+        stay in step, and a rank with no rows still takes part); each figure, a mean over the batch's
+        targets, is summed weighted by the rank's targets over every rank, as one process scoring the
+        whole batch would."""
+        assert self.group is not None
+        rng = torch.Generator().manual_seed(self.cfg.seed + 1)
+        names: list[str] = []
+        rows = []
+        for _ in range(self.cfg.eval_iters):
+            batch = self._mine(self.task.sample(split, rng))
+            count = self.task.targets_in(batch)
+            with self.autocast:
+                figures = self.task.metrics(self.model, batch)
+            names = names or list(figures)
+            rows.append([count] + [figures[name] * count if count else 0.0 for name in names])
+        totals = self.group.sum_tensor(torch.tensor(rows, dtype=torch.float64))
+        scored = totals[totals[:, 0] > 0]
+        means = (scored[:, 1:] / scored[:, :1]).mean(0) if len(scored) else torch.full((len(names),), math.nan)
+        figures = {name: float(value) for name, value in zip(names, means)}
+        figures["bpc_estimate"] = self.task.bits_per_char(split, figures["loss"])
+        return figures
+
+    def _mine(self, batch: Batch) -> Batch:
+        """This rank's rows of the job's batch (the whole batch in one process)."""
+        if self.group is None:
+            return batch
+        return distributed.take_rows(batch, self.group.rank, self.group.world)
+
     # -- one step's gradients ----------------------------------------------------------
     def accumulate(self, model: nn.Module, batches: list[Batch]) -> float:
         """Backpropagate the micro-batches of one step as if they were one batch; returns its loss.
@@ -211,6 +281,8 @@ class Trainer:
         micro-batches let a micro-batch of one target count as much as one of hundreds.) A
         micro-batch without a target adds nothing and is skipped.
         """
+        if self.group is not None:
+            return self._accumulate_across_ranks(model, batches)
         counts = [self.task.targets_in(batch) for batch in batches]
         total = sum(counts)
         loss_sum = 0.0
@@ -223,10 +295,61 @@ class Trainer:
             loss_sum += loss.item()
         return loss_sum
 
+    def _accumulate_across_ranks(self, model: nn.Module, batches: list[Batch]) -> float:
+        """`accumulate` under torchrun, `batches` this rank's rows: each micro-batch's mean is weighted by its
+        share of the targets of every rank's micro-batches, times the number of ranks (DDP and FSDP average
+        the gradients), so the gradient is one process's on the whole batch. Gradients are reduced in the
+        last micro-batch's backward only. Every rank runs every micro-batch, one without a target too (its
+        loss times 0: a zero gradient), so that each takes part in every reduction."""
+        assert self.group is not None
+        counts = [self.task.targets_in(batch) for batch in batches]
+        (total,) = self.group.sum(sum(counts))
+        loss_sum = 0.0
+        for i, (batch, count) in enumerate(zip(batches, counts)):
+            with distributed.gradient_sync(model, sync=i == len(batches) - 1):
+                with self.autocast:
+                    loss = self.task.loss(model, batch)
+                if count == 0:
+                    (loss * 0.0).backward()
+                    continue
+                (loss * (count * self.group.world / total)).backward()
+                loss_sum += loss.item() * count / total
+        return self.group.sum(loss_sum)[0]
+
     # -- the loop ----------------------------------------------------------------------
     def fit(self) -> TrainResult:
+        if self.group is None:
+            return self._fit()
+        try:  # a collective that fails: another rank died or hung past --dist-timeout
+            result = self._fit()
+        except RuntimeError as e:  # gloo's timeout is a plain RuntimeError
+            if not distributed.is_collective_failure(e):
+                raise
+            raise distributed.lost_peer(self.group, e) from None
+        self.group.close()
+        return result
+
+    def _distribute(self) -> nn.Module:
+        """Under torchrun, after the weights and optimizer state are loaded: the model the step runs. DDP wraps
+        it; FSDP shards it in place, and the optimizer is made anew over the shards (with the state it had)."""
+        assert self.group is not None
+        if not self.group.fsdp:
+            return distributed.wrap(self.model, self.group)
+        self.weight_names = list(unique_state_dict(self.model))
+        loaded = self.optimizer.state_dict()
+        distributed.wrap(self.model, self.group)
+        cfg = self.cfg
+        self.optimizer = make_optimizer(self.model, cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2),
+                                        self.device.type)
+        if loaded["state"]:
+            self.optimizer.load_state_dict(distributed.shard_optimizer_state(loaded, self.optimizer))
+        return self.model
+
+    def _fit(self) -> TrainResult:
         cfg = self.cfg
         found = latest_checkpoint(self.run_dir)
+        if self.group is not None:  # rank 0's view of the run folder decides for every rank
+            found = self.group.broadcast(found)
         if cfg.resume and found is not None:
             self.restore(found)
         elif found is not None:
@@ -235,10 +358,18 @@ class Trainer:
         elif (self.run_dir / "checkpoints").exists() or cfg.resume:
             self.console.print(f"{self.run_dir} has no complete checkpoint (a first save that did not finish?): "
                                f"starting fresh")
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        metrics = MetricsLog(self.run_dir, continue_after=self.step if found is not None and cfg.resume else None)
-        log = metrics.write
-        train_model = torch.compile(self.model) if cfg.compile else self.model
+        main = self.group is None or self.group.main
+        metrics = None
+        if main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            metrics = MetricsLog(self.run_dir, continue_after=self.step if found is not None and cfg.resume else None)
+        def log(row: dict[str, Any]) -> None:
+            if metrics is not None:
+                metrics.write(row)
+
+        train_model = self._distribute() if self.group is not None else self.model
+        if cfg.compile:
+            train_model = torch.compile(train_model)
         self.model.train()
         result = TrainResult(self.run_dir, self.step, self.tokens, self.elapsed)
         progress = Progress(TextColumn("[bold]train"), BarColumn(), TextColumn("step {task.fields[step]}"),
@@ -256,7 +387,11 @@ class Trainer:
             def budget_left() -> bool:
                 return self.step < cfg.max_steps and not (cfg.max_time and self.elapsed >= cfg.max_time)
 
-            while budget_left() and not stop.requested:
+            agreed = [False]  # under torchrun: whether any rank was asked to stop, agreed after each step
+            def stopping() -> bool:
+                return stop.requested if self.group is None else agreed[0]
+
+            while budget_left() and not stopping():
                 t0 = time.perf_counter()
                 by_time = self.elapsed / cfg.max_time if self.cosine_by_time and cfg.max_time else 0.0
                 lr = lr_at(self.step, cfg.lr, cfg.min_lr, cfg.warmup_steps, self.lr_decay_steps, by_time,
@@ -264,7 +399,7 @@ class Trainer:
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
                 self.task.set_progress(min(done(), 1.0))
-                batches = [self.task.sample("train", self.data_rng) for _ in range(cfg.grad_accum)]
+                batches = [self._mine(self.task.sample("train", self.data_rng)) for _ in range(cfg.grad_accum)]
                 loss = self.accumulate(train_model, batches)
                 if not math.isfinite(loss):  # before the update: the weights and the last checkpoint stay good
                     raise self._diverged("loss", loss)
@@ -275,8 +410,13 @@ class Trainer:
                 self.optimizer.step()
                 self.optimizer.zero_grad(set_to_none=True)
                 self.step += 1
-                self.tokens += sum(self.task.tokens_in(batch) for batch in batches)
-                self.elapsed += time.perf_counter() - t0
+                tokens, took = sum(self.task.tokens_in(batch) for batch in batches), time.perf_counter() - t0
+                if self.group is not None:  # every rank counts the job's tokens and the slowest rank's time
+                    (tokens,) = self.group.sum(tokens)
+                    took, asked = self.group.max(took, float(stop.requested))
+                    agreed[0] = asked > 0
+                self.tokens += int(tokens)
+                self.elapsed += took
                 if self.step % cfg.log_interval == 0 or self.step == 1:
                     now = time.perf_counter()
                     tps = (self.tokens - tokens_last) / max(now - t_last, 1e-9)
@@ -288,18 +428,20 @@ class Trainer:
                 if self.step % cfg.eval_interval == 0:
                     self._eval_and_save(log, result)
                     saved_at = self.step
-            result.interrupted = stop.requested and budget_left()  # Ctrl-C in the last step: the run is done
+            result.interrupted = stopping() and budget_left()  # Ctrl-C in the last step: the run is done
             if result.interrupted:
                 self.console.print(f"[yellow]stopped after step {self.step}[/]")
             if saved_at != self.step:
                 self._eval_and_save(log, result, evaluate=not result.interrupted)
-        metrics.close()
+        rows = metrics.rows if metrics is not None else []
+        if metrics is not None:
+            metrics.close()
         if result.val_loss is None:  # nothing evaluated now: the run's last evaluation stands
-            last = next((r for r in reversed(metrics.rows) if r["split"] == "val"), None)
+            last = next((r for r in reversed(rows) if r["split"] == "val"), None)
             if last is not None:
                 result.val_metrics = {k: v for k, v in last.items() if k not in ("step", "split", "tokens", "time")}
                 result.val_loss, result.val_bpc = last["loss"], last.get("bpc_estimate", last.get("bpc"))
-        result.step, result.tokens, result.elapsed, result.history = self.step, self.tokens, self.elapsed, metrics.rows
+        result.step, result.tokens, result.elapsed, result.history = self.step, self.tokens, self.elapsed, rows
         return result
 
     def _diverged(self, what: str, value: float) -> SokhanError:
@@ -319,8 +461,7 @@ class Trainer:
             bpc = f", ≈{ev['bpc_estimate']:.3f} bits/char" if ev["bpc_estimate"] is not None else ""
             self.console.print(f"step {self.step}: val loss {ev['loss']:.4f}{bpc}{extra} "
                                f"(estimate: {self.cfg.eval_iters} random batches)")
-        self.save()
-        if self.on_save is not None:
+        if self.save() is not None and self.on_save is not None:
             try:
                 self.on_save(self.run_dir)
             except OSError as e:  # the checkpoint is written; what the hook draws is not worth a traceback

@@ -24,7 +24,8 @@ from torch import nn
 from sokhan.constants import IGNORE_INDEX
 from sokhan.data.shards import TokenData
 from sokhan.text.tokenizers import Tokenizer
-from sokhan.train.tasks import Task
+from sokhan.train.distributed import GatherRows
+from sokhan.train.tasks import Task, draw_for_all
 
 MASK_RATE = 0.15                       # the fraction of tokens chosen for prediction
 MASK_SHARE, RANDOM_SHARE = 0.8, 0.1    # of the chosen: to the mask token, to a random token; the rest unchanged
@@ -90,6 +91,10 @@ class MaskedLMTask(Task):
     def loss(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         inputs, targets = batch
         return model(inputs, targets).loss
+
+    def split_rows(self, rank: int, world: int, gather: GatherRows) -> None:
+        """Under torchrun: windows and masks are drawn for the whole job's batch, each rank keeps its rows."""
+        draw_for_all(self, world)
 
     def tokens_in(self, batch: tuple[torch.Tensor, torch.Tensor]) -> int:
         return batch[0].numel()

@@ -17,6 +17,7 @@ from torch import nn
 from sokhan.data.shards import TokenData
 from sokhan.errors import SokhanError
 from sokhan.models.recurrent import RecurrentState
+from sokhan.train.distributed import GatherRows
 from sokhan.units import bits_per_char
 
 Batch = Any
@@ -39,6 +40,9 @@ class Task:
       whichever budget (steps or time) ends it first; a curriculum opens its data by it
       (translation's shortest-first), the default ignores it. A resumed run restores the step and
       the time spent, so it is told the same figure it would have been.
+    * `split_rows(rank, world, gather)`: under torchrun, make `sample` draw the batch of all
+      `world` processes together (every rank the same), of which the engine keeps this rank's rows
+      (`sokhan.train.distributed.take_rows`); a task whose batches cannot be split so refuses.
     """
 
     def sample(self, split: str, generator: torch.Generator) -> Batch:
@@ -68,6 +72,15 @@ class Task:
     def set_progress(self, done: float) -> None:
         """No curriculum by default: every batch may be drawn from the first step."""
 
+    def split_rows(self, rank: int, world: int, gather: GatherRows) -> None:
+        raise SokhanError(f"{type(self).__name__} cannot split its batches exactly across the processes of a "
+                          f"torchrun job; train it in one process")
+
+
+def draw_for_all(task: Any, world: int) -> None:
+    """A task of `batch_size` rows per process draws `world` × as many: the job's global batch."""
+    task.batch_size *= world
+
 
 class CausalLMTask(Task):
     """Next-token prediction on random windows of the prepared token shards (nanoGPT's sampler)."""
@@ -87,6 +100,9 @@ class CausalLMTask(Task):
 
     def tokens_in(self, batch: tuple[torch.Tensor, torch.Tensor]) -> int:
         return batch[1].numel()
+
+    def split_rows(self, rank: int, world: int, gather: GatherRows) -> None:
+        draw_for_all(self, world)
 
     def bits_per_char(self, split: str, loss: float) -> float:
         """Mean nats per token → bits per character, with the split's own token and character counts."""
@@ -113,14 +129,25 @@ class StreamLMTask(CausalLMTask):
 
     def __init__(self, data_dir: str | Path, batch_size: int, block_size: int, device: torch.device):
         super().__init__(data_dir, batch_size, block_size, device)
-        train = self.splits["train"]
-        self.stripe = (train.num_tokens - 1) // batch_size
-        if self.stripe < block_size:
-            raise SokhanError(f"BPTT length {block_size} is larger than the data: the train split's "
-                              f"{train.num_tokens} tokens make {batch_size} streams of {self.stripe}; "
-                              f"lower --block-size or --batch-size")
+        self._cut_stripes()
         self.position = 0
         self.carry = RecurrentState()
+        self.rank, self.world, self.gather = 0, 1, None
+
+    def _cut_stripes(self) -> None:
+        train = self.splits["train"]
+        self.stripe = (train.num_tokens - 1) // self.batch_size
+        if self.stripe < self.block_size:
+            raise SokhanError(f"BPTT length {self.block_size} is larger than the data: the train split's "
+                              f"{train.num_tokens} tokens make {self.batch_size} streams of {self.stripe}; "
+                              f"lower --block-size or --batch-size")
+
+    def split_rows(self, rank: int, world: int, gather: GatherRows) -> None:
+        """The job's global batch is `world` × batch_size streams, the stripes one process with that batch
+        reads; each rank carries the hidden state of its own rows, gathered whole into a checkpoint."""
+        draw_for_all(self, world)
+        self._cut_stripes()
+        self.rank, self.world, self.gather = rank, world, gather
 
     def sample(self, split: str, generator: torch.Generator) -> StreamBatch | tuple[torch.Tensor, torch.Tensor]:
         if split != "train":
@@ -145,10 +172,15 @@ class StreamLMTask(CausalLMTask):
     def state_dict(self) -> dict[str, Any]:
         hidden = self.carry.hidden
         parts = () if hidden is None else hidden if isinstance(hidden, tuple) else (hidden,)  # LSTM: (h, c)
+        if self.gather is not None:  # under torchrun: every rank's rows (dim 1 of (layers, batch, width))
+            parts = tuple(self.gather(h, 1) for h in parts)
         hidden = [h.detach().cpu() for h in parts]
         return {"position": self.position, "hidden": hidden}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.position = int(state["position"])
         hidden = [h.to(self.device) for h in state["hidden"]]
+        if self.world > 1:  # this rank's rows of the whole job's state
+            hidden = [h[:, self.rank * h.size(1) // self.world: (self.rank + 1) * h.size(1) // self.world]
+                      for h in hidden]
         self.carry = RecurrentState(None if not hidden else hidden[0] if len(hidden) == 1 else tuple(hidden))

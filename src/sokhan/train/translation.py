@@ -34,6 +34,7 @@ from torch import nn
 from sokhan.constants import IGNORE_INDEX
 from sokhan.data.parallel import ParallelData
 from sokhan.errors import SokhanError
+from sokhan.train.distributed import GatherRows
 from sokhan.train.tasks import Task
 
 
@@ -106,6 +107,10 @@ class TranslationTask(Task):
 
     def set_progress(self, done: float) -> None:
         self.open = competence(done, self.curriculum)
+
+    def split_rows(self, rank: int, world: int, gather: GatherRows) -> None:
+        """Under torchrun a batch of `batch_tokens` is the whole job's: each rank takes a share of its pairs (the
+        engine weights each share by its targets, so the step is the one-process step)."""
 
     def sample(self, split: str, generator: torch.Generator) -> PairBatch:
         """A random batch; of train, one of the shortest `open` fraction (the batches are sorted by length)."""
