@@ -28,6 +28,7 @@ from sokhan.models.checkpoint import save_folder, weights_bytes
 from sokhan.models.lora import apply_lora, lora_state_dict, merge_lora
 from sokhan.models.trained import TrainedModel
 from sokhan.text.chat_template import TEMPLATE_NAME, ChatTemplate, Message
+from sokhan.train.distributed import under_torchrun
 from sokhan.train.engine import Trainer, TrainResult
 from sokhan.train.sft import SFTTask, pack
 
@@ -46,6 +47,9 @@ def load_splits(ft: FinetuneConfig, seed: int) -> dict[str, list[list[Message]]]
 def finetune(ft: FinetuneConfig, cfg: TrainConfig, console: Console | None = None) -> TrainResult:
     """Fine-tune `ft.base` on `ft.data` with the engine as `cfg` says (FINETUNE_DEFAULTS: a gentle schedule)."""
     console = console or Console(stderr=True)
+    if under_torchrun():  # its conversations are packed into rows of unequal targets, not split exactly yet
+        raise SokhanError("finetune runs in one process: its batches are not shared out across torchrun's "
+                          "processes yet; run it without torchrun")
     check_out_dir(cfg.out_dir)  # from Python too: one line, not mkdir's traceback after the work
     base = TrainedModel.load(ft.base, device="cpu")
     base.require_causal("fine-tuning into a chat model")
