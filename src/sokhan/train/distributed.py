@@ -159,12 +159,13 @@ def wrap(model: nn.Module, group: Group) -> nn.Module:
 
 
 @contextlib.contextmanager
-def gradient_sync(model: nn.Module, sync: bool) -> Iterator[None]:
-    """Reduce gradients across ranks in this backward only when `sync` (the last micro-batch of a step)."""
-    if hasattr(model, "set_requires_gradient_sync"):  # FSDP2
+def gradient_sync(model: nn.Module, group: Group, sync: bool) -> Iterator[None]:
+    """Reduce gradients across ranks in this backward only when `sync` (the last micro-batch of a step):
+    FSDP2's `set_requires_gradient_sync`, DDP's `no_sync`."""
+    if group.fsdp:
         model.set_requires_gradient_sync(sync)
         yield
-    elif not sync and hasattr(model, "no_sync"):  # DDP
+    elif not sync:
         with model.no_sync():
             yield
     else:

@@ -306,7 +306,7 @@ class Trainer:
         (total,) = self.group.sum(sum(counts))
         loss_sum = 0.0
         for i, (batch, count) in enumerate(zip(batches, counts)):
-            with distributed.gradient_sync(model, sync=i == len(batches) - 1):
+            with distributed.gradient_sync(model, self.group, sync=i == len(batches) - 1):
                 with self.autocast:
                     loss = self.task.loss(model, batch)
                 if count == 0:
