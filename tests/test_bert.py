@@ -207,7 +207,7 @@ def test_masked_lm_task_samples_reproducibly(char_data):
 def test_masked_lm_task_needs_a_mask_token(char_data, tmp_path):
     folder = tmp_path / "data"
     folder.mkdir()
-    for name in ("meta.json", "train.bin", "val.bin"):
+    for name in ("meta.json", "train-00000.bin", "val-00000.bin"):
         (folder / name).write_bytes((char_data / name).read_bytes())
     tokenizer = (char_data / "tokenizer.json").read_text(encoding="utf-8")
     (folder / "tokenizer.json").write_text(tokenizer.replace("<|mask|>", "<|masq|>"), encoding="utf-8")

@@ -41,7 +41,7 @@ def normalized_docs(source: str, **kw) -> list[str]:
 def read_split_documents(out: Path, split: str) -> list[list[int]]:
     """The documents of a .bin file as id lists, checking every boundary is bos ... eos."""
     meta = load_meta(out)
-    ids = np.fromfile(out / f"{split}.bin", dtype=np.dtype(meta["dtype"]).newbyteorder("<")).astype(np.int64)
+    ids = np.asarray(TokenData(out, split).tokens).astype(np.int64)
     bos, eos = meta["bos_id"], meta["eos_id"]
     docs, i = [], 0
     while i < len(ids):
@@ -116,8 +116,9 @@ def test_hf_local_dataset(tmp_path):
         list(iter_documents(f"hf:{tmp_path / 'dict'}:test"))
     with pytest.raises(SokhanError, match="no column 'content'"):
         list(iter_documents(f"hf:{tmp_path / 'plain'}", text_field="content"))
-    with pytest.raises(SokhanError, match="not a saved Hugging Face dataset"):
-        iter_documents(f"hf:{tmp_path}")
+    (tmp_path / "nothing").mkdir()
+    with pytest.raises(SokhanError, match="neither a dataset made by save_to_disk nor data files"):
+        iter_documents(f"hf:{tmp_path / 'nothing'}")
 
 
 def test_embedded_hafez():
@@ -160,7 +161,7 @@ def test_bad_source_specs(tmp_path):
         iter_documents(str(tmp_path / "nothere.txt"))
     with pytest.raises(SokhanError, match="valid forms"):
         iter_documents("wikipedia")
-    with pytest.raises(SokhanError, match=r"no .txt, .md or .jsonl"):
+    with pytest.raises(SokhanError, match=r"no .txt, .md, .jsonl or .parquet"):
         iter_documents(str(tmp_path))
     with pytest.raises(SokhanError, match="no such file or folder"):
         iter_documents(f"hafez,{tmp_path / 'missing'}")  # checked eagerly, before reading hafez
@@ -176,7 +177,7 @@ def hafez_data(tmp_path_factory) -> Path:
 
 def test_prepare_end_to_end_counts_and_boundaries(hafez_data):
     meta = json.loads((hafez_data / "meta.json").read_text(encoding="utf-8"))
-    assert meta["format"] == 1 and meta["dtype"] == "uint16" and meta["tokenizer"] == "bpe"
+    assert meta["format"] == 2 and meta["dtype"] == "uint16" and meta["tokenizer"] == "bpe"
     assert meta["normalizer"] == {"digits": "persian", "remove_diacritics": False, "join_affixes": True}
     tok = Tokenizer.load(hafez_data)
     assert (meta["vocab_size"], meta["bos_id"], meta["eos_id"], meta["pad_id"]) == \
@@ -186,7 +187,7 @@ def test_prepare_end_to_end_counts_and_boundaries(hafez_data):
     expected = {s: [d for d in docs if split_of(d, 1337, 0.05) == s] for s in ("train", "val")}
     for split in ("train", "val"):
         info = meta["splits"][split]
-        raw = np.fromfile(hafez_data / f"{split}.bin", dtype="<u2")
+        raw = np.fromfile(hafez_data / f"{split}-00000.bin", dtype="<u2")  # one shard: 100M tokens each
         assert info["tokens"] == raw.size and raw.max() < tok.vocab_size
         got = read_split_documents(hafez_data, split)
         assert info["documents"] == len(got) == len(expected[split])
@@ -194,7 +195,8 @@ def test_prepare_end_to_end_counts_and_boundaries(hafez_data):
         assert [tok.decode(ids) for ids in got] == expected[split]  # lossless, in corpus order
     assert meta["splits"]["train"]["documents"] + meta["splits"]["val"]["documents"] == 495
     assert not set(expected["train"]) & set(expected["val"])
-    assert sorted(p.name for p in hafez_data.iterdir()) == ["meta.json", "tokenizer.json", "train.bin", "val.bin"]
+    assert sorted(p.name for p in hafez_data.iterdir()) == ["meta.json", "tokenizer.json", "train-00000.bin",
+                                                            "val-00000.bin"]
 
 
 def test_prepare_split_is_deterministic_and_seeded(tmp_path):
@@ -203,9 +205,9 @@ def test_prepare_split_is_deterministic_and_seeded(tmp_path):
     a = prepare(PrepareConfig(out_dir=str(tmp_path / "a"), seed=1, **cfg), progress=False)
     b = prepare(PrepareConfig(out_dir=str(tmp_path / "b"), seed=1, **cfg), progress=False)
     c = prepare(PrepareConfig(out_dir=str(tmp_path / "c"), seed=2, **cfg), progress=False)
-    for name in ("train.bin", "val.bin", "tokenizer.json", "meta.json"):
+    for name in ("train-00000.bin", "val-00000.bin", "tokenizer.json", "meta.json"):
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
-    assert (a / "val.bin").read_bytes() != (c / "val.bin").read_bytes()
+    assert (a / "val-00000.bin").read_bytes() != (c / "val-00000.bin").read_bytes()
     for out in (a, c):
         tok = Tokenizer.load(out)
         train = {tok.decode(d) for d in read_split_documents(out, "train")}
@@ -214,15 +216,15 @@ def test_prepare_split_is_deterministic_and_seeded(tmp_path):
 
 
 def test_prepare_streams_in_batches_and_progress(tmp_path, monkeypatch):
-    # More documents than one encode batch (990 > 512), and with a tiny batch too.
+    # More documents than one chunk (990 > 256), and with a tiny chunk too.
     out = prepare(PrepareConfig(source="hafez,fatol-hafez", out_dir=str(tmp_path / "big"), vocab_size=300),
                   progress=True)
-    monkeypatch.setattr(prepare_mod, "ENCODE_BATCH", 7)
+    monkeypatch.setattr(prepare_mod, "CHUNK", 7)
     small = prepare(PrepareConfig(source="hafez,fatol-hafez", out_dir=str(tmp_path / "small"), vocab_size=300),
                     progress=False)
     meta = load_meta(out)
     assert meta["splits"]["train"]["documents"] + meta["splits"]["val"]["documents"] == 990
-    for name in ("train.bin", "val.bin", "meta.json"):
+    for name in ("train-00000.bin", "val-00000.bin", "meta.json"):
         assert (out / name).read_bytes() == (small / name).read_bytes()
 
 
@@ -235,7 +237,7 @@ def test_dtype_chooser_and_uint32(tmp_path, monkeypatch):
     monkeypatch.setattr(prepare_mod, "UINT16_MAX_VOCAB", 100)
     wide = prepare(PrepareConfig(out_dir=str(tmp_path / "u32"), **cfg), progress=False)
     assert load_meta(wide)["dtype"] == "uint32" and load_meta(narrow)["dtype"] == "uint16"
-    assert (wide / "val.bin").stat().st_size == 2 * (narrow / "val.bin").stat().st_size
+    assert (wide / "val-00000.bin").stat().st_size == 2 * (narrow / "val-00000.bin").stat().st_size
     for split in ("train", "val"):
         assert np.array_equal(np.asarray(TokenData(wide, split).tokens), np.asarray(TokenData(narrow, split).tokens))
 
@@ -295,7 +297,8 @@ def test_failed_prepare_keeps_previous_dataset(tmp_path):
         prepare(PrepareConfig(source=str(corpus), out_dir=str(out), tokenizer="char", val_fraction=0.3,
                               on_decode_error="skip"), progress=False)
     assert (out / "notes.txt").read_text() == "mine"
-    assert sorted(p.name for p in out.iterdir()) == ["meta.json", "notes.txt", "tokenizer.json", "train.bin", "val.bin"]
+    assert sorted(p.name for p in out.iterdir()) == ["meta.json", "notes.txt", "tokenizer.json", "train-00000.bin",
+                                                     "val-00000.bin"]
 
 
 # --------------------------------------------------------------------------- shards

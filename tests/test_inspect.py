@@ -14,6 +14,7 @@ import torch
 from sokhan.api import LanguageModel
 from sokhan.cli import main
 from sokhan.config import ModelConfig
+from sokhan.data.shards import TokenData
 from sokhan.errors import SokhanError
 from sokhan.eval.bpc import sequence_nll
 from sokhan.inspect import (
@@ -159,7 +160,7 @@ def test_positional_encodings_are_the_models_own(runs):
 def test_embeddings_name_the_most_frequent_tokens(gpt, tmp_path):
     picture = plot_embeddings(gpt, tmp_path, top=10)
     emb = picture.extra["embeddings"]
-    train = np.fromfile(Path(gpt.config["train"]["data"]) / "train.bin", dtype=np.uint16)
+    train = np.asarray(TokenData(gpt.config["train"]["data"], "train").tokens)
     counts = np.bincount(train, minlength=len(emb.tokens))
     assert emb.labelled == [int(i) for i in np.argsort(-counts, kind="stable")[:10]]
     weights = gpt.model.embed.weight.detach().double().numpy()

@@ -50,10 +50,10 @@ class PrepareConfig(Config):
     section: ClassVar[str] = "prepare"
 
     source: str = option("hafez", "where documents come from: hafez or fatol-hafez (the Divan, installed with "
-                         "pip), a .txt/.md/.jsonl file, a folder of them, hf:NAME_OR_PATH[:SPLIT] (a Hugging "
-                         "Face dataset), or several joined with commas")
-    out_dir: str = option("runs/data/hafez", "the data folder to write: train.bin, val.bin, tokenizer.json, "
-                          "meta.json")
+                         "pip), a .txt/.md/.jsonl/.parquet file, a folder of them, hf:NAME_OR_PATH[:SPLIT] (a "
+                         "Hugging Face dataset, streamed), or several joined with commas")
+    out_dir: str = option("runs/data/hafez", "the data folder to write: the train-NNNNN.bin and val-NNNNN.bin "
+                          "shards, tokenizer.json, meta.json")
     tokenizer: str = option("bpe", "byte-level BPE, or one token per character (with byte fallback)",
                             choices=("bpe", "char"), what="tokenizer kind")
     vocab_size: int = option(4096, "BPE vocabulary size, special tokens and the 256 bytes included", low=1,
@@ -70,6 +70,13 @@ class PrepareConfig(Config):
     digits: str = _digits()
     remove_diacritics: bool = _remove_diacritics()
     join_affixes: bool = _join_affixes()
+    workers: int = option(0, "processes that normalize and tokenize (0: one per CPU core); the output is the same "
+                          "for any number", low=0, high=256)
+    shard_tokens: int = option(100_000_000, "tokens per shard file (the last one of a split shorter); 100M "
+                               "uint16 tokens are 200 MB", low=1024, high=2**31 - 1)
+    tokenizer_max_chars: int = option(0, "train the tokenizer on the first this many characters of the train "
+                                      "documents (0: all of them); for corpora larger than the BPE trainer "
+                                      "needs", low=0)
 
     def check(self) -> None:
         check_bpe_vocab(self.tokenizer, self.vocab_size)

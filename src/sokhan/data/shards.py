@@ -1,26 +1,50 @@
-"""Reading a prepared dataset (`sokhan prepare`'s output) for training and evaluation.
+"""Token shards on disk: how `sokhan prepare` writes a split and how training and evaluation read it.
 
-A dataset folder holds `meta.json`, `tokenizer.json` and one flat token file per split
-(`train.bin`, `val.bin`: little-endian uint16/uint32, documents as ``bos ids… eos``). The
-token files are memory-mapped, so a corpus larger than RAM costs nothing to open.
+A dataset folder holds `meta.json`, `tokenizer.json` and, per split, fixed-size shards
+(`train-00000.bin`, `train-00001.bin`, …: raw little-endian uint16/uint32 token ids, documents
+as ``bos ids… eos`` written end to end, a document cut where a shard fills up, as nanoGPT's
+FineWeb shards are). meta.json lists each split's shards and their token counts. A split reads
+as one array (`TokenArray`) over the memory-mapped shards, so a corpus larger than RAM costs
+nothing to open and a window may run from one shard into the next; the split's content is the
+same whatever the shard size. (Format 1, one `train.bin` per split, is read as one shard.)
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from sokhan.config import NormalizerConfig
 from sokhan.config.base import json_kind
 from sokhan.config.model import MAX_VOCAB
 from sokhan.errors import SokhanError
 
-SUPPORTED_FORMATS = (1,)
+# torch loads where batches are made: `sokhan prepare`'s worker processes import this module for the writer, and
+# torch would add ~200 MB and a second to each.
+if TYPE_CHECKING:
+    import torch
+
+SUPPORTED_FORMATS = (1, 2)
 DTYPES = ("uint16", "uint32")
+SHARD_NAME = re.compile(r"^(train|val)-\d{5}\.bin$")
+
+
+def shard_name(split: str, index: int) -> str:
+    return f"{split}-{index:05d}.bin"
+
+
+def shard_files(meta: dict, split: str) -> list[tuple[str, int]]:
+    """(file name, tokens) of each shard of `split`, in order (format 1: the one `split.bin`)."""
+    info = meta["splits"][split]
+    if meta["format"] == 1:
+        return [(f"{split}.bin", info["tokens"])]
+    return [(shard["file"], shard["tokens"]) for shard in info["shards"]]
 
 
 def load_meta(data_dir: str | Path) -> dict:
@@ -62,7 +86,26 @@ def load_meta(data_dir: str | Path) -> dict:
             _check_count(info, key, low, path, where=f"splits.{split}.")
         if not isinstance(info.get("fingerprint", ""), str):
             raise SokhanError(f"{path}: splits.{split}.fingerprint must be a string; prepare the data again")
+        if meta["format"] > 1:
+            _check_shards(info, split, path)
     return meta
+
+
+def _check_shards(info: dict, split: str, path: Path) -> None:
+    """A split's shard list: file names of this split's form (no path reaches outside the folder), whole
+    counts that add up to the split's tokens."""
+    shards = info.get("shards")
+    bad = f"{path}: splits.{split}.shards must be a list of {{file: '{shard_name(split, 0)}', tokens: N}}"
+    if not isinstance(shards, list):
+        raise SokhanError(f"{bad}, got {json_kind(shards)}; prepare the data again")
+    for shard in shards:
+        if not (isinstance(shard, dict) and isinstance(shard.get("file"), str)
+                and SHARD_NAME.match(shard["file"]) and shard["file"].startswith(f"{split}-")):
+            raise SokhanError(f"{bad}; prepare the data again")
+        _check_count(shard, "tokens", 0, path, where=f"splits.{split}.shards.")
+    if sum(shard["tokens"] for shard in shards) != info["tokens"]:
+        raise SokhanError(f"{path}: the shards of {split} hold {sum(s['tokens'] for s in shards)} tokens but "
+                          f"splits.{split}.tokens says {info['tokens']}; prepare the data again")
 
 
 def _check_count(values: dict, key: str, low: int, path: Path, where: str = "", high: int | None = None) -> None:
@@ -73,12 +116,102 @@ def _check_count(values: dict, key: str, low: int, path: Path, where: str = "", 
                           f"prepare the data again")
 
 
+class ShardWriter:
+    """Writes one split's token ids as shards of `shard_tokens` each (the last one shorter), fsynced as each
+    one fills; `shards` lists what was written, as meta.json records it."""
+
+    def __init__(self, folder: Path, split: str, dtype: np.dtype, shard_tokens: int):
+        self.folder, self.split, self.dtype, self.shard_tokens = folder, split, dtype, shard_tokens
+        self.shards: list[dict[str, int | str]] = []
+        self.file = None
+
+    def write(self, ids: np.ndarray) -> None:
+        ids = np.asarray(ids, dtype=self.dtype)
+        while ids.size:
+            if self.file is None:
+                self.shards.append({"file": shard_name(self.split, len(self.shards)), "tokens": 0})
+                self.file = open(self.folder / self.shards[-1]["file"], "wb")  # noqa: SIM115 (open until full)
+            room = self.shard_tokens - self.shards[-1]["tokens"]
+            self.file.write(ids[:room].tobytes())
+            self.shards[-1]["tokens"] += int(min(room, ids.size))
+            ids = ids[room:]
+            if self.shards[-1]["tokens"] == self.shard_tokens:
+                self._close()
+
+    def close(self) -> list[dict[str, int | str]]:
+        self._close()
+        return self.shards
+
+    def _close(self) -> None:
+        if self.file is not None:
+            self.file.flush()
+            os.fsync(self.file.fileno())
+            self.file.close()
+            self.file = None
+
+
+class TokenArray:
+    """The shards of one split as one read-only array of token ids, each shard a memory map.
+
+    Supports what the readers of a split do: `len`, a slice (a contiguous run, across shards where
+    it must), an integer array of positions (the random windows of a batch), `max()`, and
+    `np.asarray` (the whole split in memory: for counting n-grams). Values come back as stored
+    (uint16/uint32); the callers widen them.
+    """
+
+    def __init__(self, paths: list[Path], dtype: np.dtype):
+        self.dtype = dtype
+        # np.memmap cannot map an empty file; an empty shard holds nothing to read.
+        self.paths = [p for p in paths if p.stat().st_size]
+        self.parts = [np.memmap(p, dtype=dtype, mode="r") for p in self.paths]
+        self.starts = np.cumsum([0] + [len(part) for part in self.parts])
+        self.shape = (int(self.starts[-1]),)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, index: slice | np.ndarray) -> np.ndarray:
+        if len(self.parts) == 1:
+            return self.parts[0][index]
+        if isinstance(index, slice):
+            lo, hi, step = index.indices(len(self))
+            if step != 1:
+                raise IndexError("a TokenArray is read in contiguous runs")
+            return self._run(lo, hi)
+        index = np.asarray(index)
+        out = np.empty(index.shape, dtype=self.dtype)
+        which = np.searchsorted(self.starts, index, side="right") - 1
+        for k in np.unique(which):
+            chosen = which == k
+            out[chosen] = self.parts[k][index[chosen] - self.starts[k]]
+        return out
+
+    def _run(self, lo: int, hi: int) -> np.ndarray:
+        if not self.parts or hi <= lo:
+            return np.zeros(0, dtype=self.dtype)
+        first = int(np.searchsorted(self.starts, lo, side="right")) - 1
+        pieces = []
+        for k in range(first, len(self.parts)):
+            start = int(self.starts[k])
+            if start >= hi:
+                break
+            pieces.append(self.parts[k][max(lo - start, 0): hi - start])
+        return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+
+    def max(self) -> int:
+        return max((int(part.max()) for part in self.parts), default=-1)
+
+    def __array__(self, dtype: np.dtype | None = None, copy: bool | None = None) -> np.ndarray:
+        whole = self[0:len(self)] if self.parts else np.zeros(0, dtype=self.dtype)
+        return whole.astype(dtype) if dtype is not None else np.asarray(whole)
+
+
 class TokenData:
-    """One split of a prepared dataset: a flat memory-mapped array of token ids.
+    """One split of a prepared dataset: its shards read as one array of token ids.
 
     Attributes: `meta` (the dataset's meta.json), `num_tokens`, `num_chars` (see meta.json:
     normalized characters + one per document boundary, for bits per character), `dtype`,
-    `tokens` (the read-only np.memmap).
+    `tokens` (the `TokenArray` over the memory-mapped shards).
     """
 
     def __init__(self, data_dir: str | Path, split: str):
@@ -89,26 +222,28 @@ class TokenData:
         if not isinstance(info, dict):
             raise SokhanError(f"{self.data_dir} has no '{split}' split (splits: {', '.join(self.meta['splits'])})")
         self.dtype = np.dtype(self.meta["dtype"]).newbyteorder("<")
-        path = self.data_dir / f"{split}.bin"
-        if not path.is_file():
-            raise SokhanError(f"{path} is missing; prepare the data again")
-        size = path.stat().st_size
-        expected = info["tokens"]
-        if size % self.dtype.itemsize or size // self.dtype.itemsize != expected:
-            raise SokhanError(f"{path} has {size} bytes but meta.json says {expected} {self.meta['dtype']} tokens; "
-                              f"prepare the data again")
-        # np.memmap cannot map an empty file.
-        self.tokens = np.memmap(path, dtype=self.dtype, mode="r") if size else np.zeros(0, dtype=self.dtype)
-        self.num_tokens = int(self.tokens.shape[0])
+        paths = []
+        for name, expected in shard_files(self.meta, split):
+            path = self.data_dir / name
+            if not path.is_file():
+                raise SokhanError(f"{path} is missing; prepare the data again")
+            size = path.stat().st_size
+            if size % self.dtype.itemsize or size // self.dtype.itemsize != expected:
+                raise SokhanError(f"{path} has {size} bytes but meta.json says {expected} {self.meta['dtype']} "
+                                  f"tokens; prepare the data again")
+            paths.append(path)
+        self.tokens = TokenArray(paths, self.dtype)
+        self.num_tokens = len(self.tokens)
         self.num_chars = info["chars"]
         self.num_documents = info["documents"]
-        # One pass over the file, once: an id outside the vocabulary (another dataset's file, or one
+        # One pass over the files, once: an id outside the vocabulary (another dataset's file, or one
         # written at another width) would otherwise stop training at the first batch that holds it.
-        highest = int(self.tokens.max()) if self.num_tokens else -1
-        if highest >= self.meta["vocab_size"]:
-            raise SokhanError(f"{path} holds token id {highest}, outside the vocabulary of {self.meta['vocab_size']} "
-                              f"in meta.json (another dataset's file, or written as other than "
-                              f"{self.meta['dtype']}); prepare the data again")
+        for path, part in zip(self.tokens.paths, self.tokens.parts):
+            highest = int(part.max())
+            if highest >= self.meta["vocab_size"]:
+                raise SokhanError(f"{path} holds token id {highest}, outside the vocabulary of "
+                                  f"{self.meta['vocab_size']} in meta.json (another dataset's file, or written as "
+                                  f"other than {self.meta['dtype']}); prepare the data again")
 
     def __len__(self) -> int:
         return self.num_tokens
@@ -121,14 +256,21 @@ class TokenData:
                               f"block_size+1={block_size + 1}; lower --block-size or raise --val-fraction")
 
     def sample_batch(self, batch_size: int, block_size: int, generator: torch.Generator,
-                     device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+                     device: str | torch.device = "cpu", rows: slice | None = None,
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
         """`batch_size` random windows: x = tokens[i:i+T], y = tokens[i+1:i+1+T] (int64).
 
         The offsets come from `generator` alone (a CPU generator), so its state is the whole
-        "data position": saving `generator.get_state()` and restoring it resumes exactly.
+        "data position": saving `generator.get_state()` and restoring it resumes exactly, with
+        any number of processes. `rows`: only those windows of the batch are read (a torchrun
+        rank's share); the generator draws all of them still, as every rank does.
         """
+        import torch
+
         self._check_block(block_size)
         offsets = torch.randint(self.num_tokens - block_size, (batch_size,), generator=generator)
+        if rows is not None:
+            offsets = offsets[rows]
         index = offsets.numpy()[:, None] + np.arange(block_size + 1)
         buf = torch.from_numpy(self.tokens[index].astype(np.int64))
         x, y = buf[:, :-1].contiguous(), buf[:, 1:].contiguous()
@@ -144,6 +286,8 @@ class TokenData:
         smaller); the remaining r < T tokens, if any, come last as one batch of shape (1, r).
         Weight losses by the number of targets (`y.numel()`) to average over the split.
         """
+        import torch
+
         if batch_size < 1:
             raise SokhanError(f"batch_size must be at least 1, got {batch_size}")
         self._check_block(block_size)
@@ -163,6 +307,8 @@ class TokenData:
 
 
 def _to_device(x: torch.Tensor, y: torch.Tensor, device: str | torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    import torch
+
     device = torch.device(device)
     if device.type == "cuda":
         return x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)

@@ -7,9 +7,11 @@
 * ``fatol-hafez`` — the diacritized Divan shipped by the pip package ``fatol-hafez``.
 * a ``.txt`` / ``.md`` (or any other non-JSONL) file, split into documents by ``doc_split``;
 * a ``.jsonl`` file: one JSON object per line, its ``text_field`` string is a document;
-* a folder: every ``*.txt``, ``*.md``, ``*.jsonl`` under it, recursively, sorted by path;
-* ``hf:NAME_OR_PATH[:SPLIT]`` — a Hugging Face dataset (a local ``save_to_disk`` folder, or a
-  hub name loaded with ``streaming=True``);
+* a ``.parquet`` file: its ``text_field`` column, a document per row, read a batch of rows at a time;
+* a folder: every ``*.txt``, ``*.md``, ``*.jsonl``, ``*.parquet`` under it, recursively, sorted by path;
+* ``hf:NAME_OR_PATH[:SPLIT]`` — a Hugging Face dataset: a local ``save_to_disk`` folder
+  (memory-mapped Arrow), or a hub name or a local folder of data files, loaded with
+  ``streaming=True`` (rows arrive as they are read; nothing is downloaded or held whole first);
 * several of the above joined with commas, concatenated in order (``hafez,fatol-hafez``).
 
 The embedded names win over paths: a folder called ``hafez`` in the working directory is
@@ -17,7 +19,7 @@ reached as ``./hafez``.
 
 Documents are *raw*: normalization is `sokhan.data.prepare`'s job (`normalized_documents`,
 shared with `sokhan eval`). Whitespace-only documents are never yielded. User files are
-streamed line by line (never read whole), and the returned iterator can be obtained again by
+streamed line by line or batch by batch (never read whole), and the returned iterator can be obtained again by
 calling `iter_documents` again.
 """
 
@@ -37,8 +39,12 @@ from sokhan.config.data import DECODE_ERROR_MODES, DOC_SPLITS
 from sokhan.errors import SokhanError
 
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
-FOLDER_SUFFIXES = (".txt", ".md", ".jsonl")
-VALID_FORMS = ("hafez, fatol-hafez, a .txt/.md/.jsonl file, a folder of them, hf:NAME_OR_PATH[:SPLIT], "
+PARQUET_SUFFIXES = (".parquet",)
+RECORD_SUFFIXES = JSONL_SUFFIXES + PARQUET_SUFFIXES  # a document per record, not cut by doc_split
+FOLDER_SUFFIXES = (".txt", ".md", ".jsonl", ".parquet")
+HF_DATA_SUFFIXES = (".parquet", ".jsonl", ".json", ".csv", ".txt")  # what `datasets` streams from a folder
+PARQUET_BATCH = 1024  # rows read from a parquet file at a time
+VALID_FORMS = ("hafez, fatol-hafez, a .txt/.md/.jsonl/.parquet file, a folder of them, hf:NAME_OR_PATH[:SPLIT], "
                "or several joined with commas")
 
 # fatol-hafez: couplets are grouped into this many per document when they cannot be aligned
@@ -96,7 +102,7 @@ def eval_doc_split(source: str, doc_split: str) -> str:
             return False
         p = Path(spec).expanduser()
         files = [f for f in p.rglob("*") if f.suffix.lower() in FOLDER_SUFFIXES] if p.is_dir() else [p]
-        return any(f.suffix.lower() not in JSONL_SUFFIXES for f in files)
+        return any(f.suffix.lower() not in RECORD_SUFFIXES for f in files)
 
     return doc_split if any(plain_text(part.strip()) for part in str(source).split(",") if part.strip()) else "file"
 
@@ -140,7 +146,7 @@ def _resolve(spec: str, text_field: str, doc_split: str, on_decode_error: str):
     if p.is_dir():
         files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in FOLDER_SUFFIXES)
         if not files:
-            raise SokhanError(f"folder {spec} has no .txt, .md or .jsonl files")
+            raise SokhanError(f"folder {spec} has no .txt, .md, .jsonl or .parquet files")
         return lambda: (d for f in files for d in _iter_file(f, text_field, doc_split, on_decode_error))
     if p.is_file():
         return lambda: _iter_file(p, text_field, doc_split, on_decode_error)
@@ -154,6 +160,9 @@ def _resolve(spec: str, text_field: str, doc_split: str, on_decode_error: str):
 # --------------------------------------------------------------------------- files
 
 def _iter_file(path: Path, text_field: str, doc_split: str, on_decode_error: str) -> Iterator[str]:
+    if path.suffix.lower() in PARQUET_SUFFIXES:
+        yield from _iter_parquet(path, text_field)
+        return
     lines = iter_lines(path, on_decode_error)
     if path.suffix.lower() in JSONL_SUFFIXES:
         yield from _iter_jsonl(path, lines, text_field)
@@ -246,6 +255,27 @@ def _iter_jsonl(path: Path, lines: Iterator[tuple[int, str]], text_field: str) -
         yield value
 
 
+def _iter_parquet(path: Path, text_field: str) -> Iterator[str]:
+    """The `text_field` column of a parquet file, `PARQUET_BATCH` rows at a time (a file larger than RAM reads in
+    the memory of one batch); empty values are no documents. pyarrow comes with `datasets`."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.ParquetFile(path)
+        columns = table.schema_arrow.names
+        if text_field not in columns:
+            raise SokhanError(f"{path}: no column '{text_field}' (columns: {', '.join(columns) or 'none'}); "
+                              f"choose one with --text-field")
+        kind = table.schema_arrow.field(text_field).type
+        if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+            raise SokhanError(f"{path}: column '{text_field}' holds {kind}, not text")
+        for batch in table.iter_batches(batch_size=PARQUET_BATCH, columns=[text_field]):
+            yield from (value for value in batch.column(0).to_pylist() if value)
+    except (OSError, pa.ArrowException) as e:
+        raise SokhanError(f"{path}: not a readable parquet file ({_first_line(e)})") from None
+
+
 # --------------------------------------------------------------------------- Hugging Face
 
 def parse_hf(rest: str) -> tuple[str, str]:
@@ -259,11 +289,17 @@ def parse_hf(rest: str) -> tuple[str, str]:
         split = split or "train"
     local = Path(name).expanduser()
     if local.exists() and not local.is_dir():
-        raise SokhanError(f"hf:{name}: not a folder made by save_to_disk")
-    if local.is_dir() and not any((local / f).is_file() for f in ("dataset_dict.json", "dataset_info.json",
-                                                                    "state.json")):
-        raise SokhanError(f"hf:{name}: folder is not a saved Hugging Face dataset (made by save_to_disk)")
+        raise SokhanError(f"hf:{name}: not a folder (made by save_to_disk, or of data files)")
+    if local.is_dir() and not saved_dataset(local) and not any(
+            f.suffix.lower() in HF_DATA_SUFFIXES for f in local.rglob("*") if f.is_file()):
+        raise SokhanError(f"hf:{name}: the folder holds neither a dataset made by save_to_disk nor data files "
+                          f"({', '.join(HF_DATA_SUFFIXES)})")
     return name, split
+
+
+def saved_dataset(folder: Path) -> bool:
+    """A folder `save_to_disk` wrote (memory-mapped Arrow, opened whole); any other is read as data files, streamed."""
+    return any((folder / f).is_file() for f in ("dataset_dict.json", "dataset_info.json", "state.json"))
 
 
 def resolve_hf(rest: str, text_field: str):
@@ -277,7 +313,7 @@ def iter_hf_rows(name: str, split: str, columns: list[str] | None = None) -> Ite
 
     label = f"hf:{name}"
     local = Path(name).expanduser()
-    if local.is_dir():
+    if local.is_dir() and saved_dataset(local):
         try:
             ds = datasets.load_from_disk(str(local))
         except Exception as e:
@@ -286,7 +322,7 @@ def iter_hf_rows(name: str, split: str, columns: list[str] | None = None) -> Ite
             if split not in ds:
                 raise SokhanError(f"{label}: no split '{split}' (splits: {', '.join(ds)})")
             ds = ds[split]
-    else:
+    else:  # a hub dataset, or a local folder of data files: streamed, row by row, never held whole
         try:
             ds = datasets.load_dataset(name, split=split, streaming=True)
         except Exception as e:

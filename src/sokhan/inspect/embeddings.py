@@ -28,7 +28,7 @@ class EmbeddingMap:
     tokens: list[str]             # every token's text, made visible
     labelled: list[int]           # the ids written on the picture
     counts: np.ndarray | None     # training-set frequency of each id, when the data was found
-    data: Path | None             # the data file the counts come from (train.bin; a translator's train.safetensors)
+    data: Path | None             # the prepared data folder whose train split the counts come from
 
 
 def embedding_matrix(lm: TrainedModel) -> np.ndarray:
@@ -47,9 +47,11 @@ def pca_2d(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return centred @ vt[:2].T, variance[:2] / max(variance.sum(), 1e-30)
 
 
-def train_file(lm: TrainedModel) -> str:
-    """The prepared train split's file: a language model's train.bin, a translator's train.safetensors."""
-    return "train.safetensors" if lm.capabilities.needs_source else "train.bin"
+def has_train_split(lm: TrainedModel, folder: Path) -> bool:
+    """The prepared folder holds a train split: a translator's train.safetensors, a language model's shards."""
+    if lm.capabilities.needs_source:
+        return (folder / "train.safetensors").is_file()
+    return (folder / "train.bin").is_file() or any(folder.glob("train-*.bin"))  # format 1, or shards
 
 
 def find_data(lm: TrainedModel) -> Path | None:
@@ -59,7 +61,7 @@ def find_data(lm: TrainedModel) -> Path | None:
         return None
     given = Path(data)
     candidates = [given] if given.is_absolute() else [given, *(parent / given for parent in lm.path.parents)]
-    return next((c for c in candidates if (c / "meta.json").is_file() and (c / train_file(lm)).is_file()), None)
+    return next((c for c in candidates if (c / "meta.json").is_file() and has_train_split(lm, c)), None)
 
 
 def _train_tokens(lm: TrainedModel, folder: Path) -> tuple[np.ndarray, int | None]:
@@ -85,7 +87,7 @@ def token_counts(lm: TrainedModel) -> tuple[np.ndarray | None, Path | None]:
     vocab = lm.model.config.vocab_size
     if vocab_size not in (None, lm.tokenizer.vocab_size) or (tokens.size and int(tokens.max()) >= vocab):
         return None, None
-    return np.bincount(tokens, minlength=vocab)[:vocab], folder / train_file(lm)
+    return np.bincount(tokens, minlength=vocab)[:vocab], folder
 
 
 def embedding_map(lm: TrainedModel, top: int = 40) -> EmbeddingMap:
@@ -125,7 +127,7 @@ def plot_embeddings(lm: TrainedModel, out_dir: str | Path, top: int = 40) -> Pic
     picture = embeddings_picture(emb, f"Token embeddings of {model_name(lm.path)} ({lm.family}, {vocab:,} tokens × "
                                       f"{dims} dimensions)")
     named = len(emb.labelled)
-    picture.subtitle = (f"named: the {named} most frequent tokens in {emb.data}" if emb.data
+    picture.subtitle = (f"named: the {named} most frequent tokens of the train split of {emb.data}" if emb.data
                         else f"named: the first {named} token ids (the run's data was not found)")
     picture.extra["embeddings"] = emb
     return save_picture(picture, out_dir)

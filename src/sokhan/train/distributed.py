@@ -8,7 +8,8 @@ torchrun nothing here runs and the engine is the one-process engine it always wa
 How a run of N processes equals a run of one (the engine and the tasks do it with these helpers):
 
 * Every process draws the same *global* batch (N × batch_size rows) from the same seeded data
-  generator and keeps its own rows (`take_rows`: rank r keeps rows r·n/N … (r+1)·n/N). Each
+  generator and keeps its own rows (`take_rows`: rank r keeps rows r·n/N … (r+1)·n/N; a task
+  reading token shards draws every row's window but reads only its own). Each
   micro-batch's mean loss is weighted by its share of the step's targets counted over every
   process (`Group.sum`), times N, because DDP and FSDP average gradients: the gradient is the one
   a single process with the global batch would get.
@@ -122,13 +123,17 @@ def start(fsdp: bool, timeout_s: float, device: torch.device) -> Group | None:
     return Group(dist.get_rank(), dist.get_world_size(), device, fsdp, created)
 
 
+def row_slice(n: int, rank: int, world: int) -> slice:
+    """Rank `rank`'s rows of a global batch of `n`: r·n/N … (r+1)·n/N, an even split, as even as n allows (a rank
+    may get none when n < N)."""
+    return slice(rank * n // world, (rank + 1) * n // world)
+
+
 def take_rows(batch: Any, rank: int, world: int) -> Any:
-    """Rank `rank`'s rows of a global batch: a tensor, or a tuple / NamedTuple whose tensors share the batch
-    dimension first (other fields, e.g. a flag, are kept). Rows r·n/N … (r+1)·n/N: an even split, as even as
-    n allows (a rank may get none when n < N)."""
+    """Rank `rank`'s rows of a global batch (`row_slice`): a tensor, or a tuple / NamedTuple whose tensors share
+    the batch dimension first (other fields, e.g. a flag, are kept)."""
     if isinstance(batch, torch.Tensor):
-        n = batch.size(0)
-        return batch[rank * n // world: (rank + 1) * n // world]
+        return batch[row_slice(batch.size(0), rank, world)]
     if isinstance(batch, tuple):
         parts = [take_rows(part, rank, world) if isinstance(part, torch.Tensor) and part.dim() > 0 else part
                  for part in batch]

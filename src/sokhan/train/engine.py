@@ -266,7 +266,7 @@ class Trainer:
 
     def _mine(self, batch: Batch) -> Batch:
         """This rank's rows of the job's batch (the whole batch in one process)."""
-        if self.group is None:
+        if self.group is None or self.task.reads_own_rows:
             return batch
         return distributed.take_rows(batch, self.group.rank, self.group.world)
 

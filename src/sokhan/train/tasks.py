@@ -17,7 +17,7 @@ from torch import nn
 from sokhan.data.shards import TokenData
 from sokhan.errors import SokhanError
 from sokhan.models.recurrent import RecurrentState
-from sokhan.train.distributed import GatherRows
+from sokhan.train.distributed import GatherRows, row_slice
 from sokhan.units import bits_per_char
 
 Batch = Any
@@ -43,7 +43,11 @@ class Task:
     * `split_rows(rank, world, gather)`: under torchrun, make `sample` draw the batch of all
       `world` processes together (every rank the same), of which the engine keeps this rank's rows
       (`sokhan.train.distributed.take_rows`); a task whose batches cannot be split so refuses.
+      A task that can draw the whole batch but read only this rank's rows (the token shards'
+      windows) does so, and says so with `reads_own_rows`.
     """
+
+    reads_own_rows = False
 
     def sample(self, split: str, generator: torch.Generator) -> Batch:
         raise NotImplementedError
@@ -88,11 +92,13 @@ class CausalLMTask(Task):
     def __init__(self, data_dir: str | Path, batch_size: int, block_size: int, device: torch.device):
         self.splits = {s: TokenData(data_dir, s) for s in ("train", "val")}
         self.batch_size, self.block_size, self.device = batch_size, block_size, device
+        self.rows: slice | None = None  # under torchrun: this rank's rows of the job's batch
         for data in self.splits.values():  # fail now with a clear message, not at the first eval
             data.sample_batch(1, block_size, torch.Generator().manual_seed(0))
 
     def sample(self, split: str, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.splits[split].sample_batch(self.batch_size, self.block_size, generator, self.device)
+        return self.splits[split].sample_batch(self.batch_size, self.block_size, generator, self.device,
+                                               rows=self.rows)
 
     def loss(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         x, y = batch
@@ -102,7 +108,9 @@ class CausalLMTask(Task):
         return batch[1].numel()
 
     def split_rows(self, rank: int, world: int, gather: GatherRows) -> None:
+        """Every rank draws the offsets of the job's windows and reads only its own rows from the shards."""
         draw_for_all(self, world)
+        self.rows, self.reads_own_rows = row_slice(self.batch_size, rank, world), True
 
     def bits_per_char(self, split: str, loss: float) -> float:
         """Mean nats per token → bits per character, with the split's own token and character counts."""
@@ -145,7 +153,7 @@ class StreamLMTask(CausalLMTask):
     def split_rows(self, rank: int, world: int, gather: GatherRows) -> None:
         """The job's global batch is `world` × batch_size streams, the stripes one process with that batch
         reads; each rank carries the hidden state of its own rows, gathered whole into a checkpoint."""
-        draw_for_all(self, world)
+        super().split_rows(rank, world, gather)
         self._cut_stripes()
         self.rank, self.world, self.gather = rank, world, gather
 
@@ -153,7 +161,7 @@ class StreamLMTask(CausalLMTask):
         if split != "train":
             return super().sample(split, generator)
         fresh = self.position == 0
-        starts = np.arange(self.batch_size) * self.stripe + self.position
+        starts = (np.arange(self.batch_size) * self.stripe + self.position)[self.rows or slice(None)]
         buf = torch.from_numpy(self.splits["train"].tokens[starts[:, None] + np.arange(self.block_size + 1)]
                                .astype(np.int64)).to(self.device)
         self.position += self.block_size
