@@ -10,6 +10,7 @@ import random
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pyarrow as pa
@@ -19,7 +20,7 @@ import torch
 from rich.console import Console
 
 from sokhan.config import PrepareConfig, TrainConfig
-from sokhan.data.prepare import prepare
+from sokhan.data.prepare import DocsPerSecond, prepare
 from sokhan.data.shards import TokenData, load_meta
 from sokhan.data.sources import iter_documents
 from sokhan.errors import SokhanError
@@ -153,6 +154,24 @@ def test_batches_and_windows_are_the_same_from_shards(whole, sharded):
         assert torch.equal(x3, x1[8:])
     for (x1, y1), (x2, y2) in zip(a.iter_windows(8, 64), b.iter_windows(8, 64), strict=True):
         assert torch.equal(x1, x2) and torch.equal(y1, y2)
+
+
+def test_the_tokenizer_can_learn_from_the_first_characters_only(corpus, whole, tmp_path):
+    """--tokenizer-max-chars bounds what the BPE trainer reads, not what is prepared: every document is still in the
+    shards, encoded with a tokenizer learned from the first ones."""
+    first = prepared(corpus, tmp_path / "first", workers=1, tokenizer_max_chars=2000)
+    every = prepared(corpus, tmp_path / "every", workers=1, tokenizer_max_chars=10**9)
+    assert (every / "tokenizer.json").read_bytes() == (whole / "tokenizer.json").read_bytes()
+    assert (first / "tokenizer.json").read_bytes() != (whole / "tokenizer.json").read_bytes()
+    for split in ("train", "val"):
+        for key in ("documents", "chars", "fingerprint"):
+            assert load_meta(first)["splits"][split][key] == load_meta(whole)["splits"][split][key]
+
+
+def test_the_progress_bar_counts_documents_per_second():
+    rate = DocsPerSecond()
+    assert rate.render(SimpleNamespace(speed=1234.6)).plain == "1,235 docs/s"
+    assert rate.render(SimpleNamespace(speed=None)).plain == ""
 
 
 def test_preparing_again_removes_the_old_shards_and_keeps_other_files(corpus, tmp_path):

@@ -355,7 +355,7 @@ def install(tmp: Path, out: Path, names: list[str], stale: Callable[[str], bool]
     os.replace(tmp / "meta.json", meta)
 
 
-class _Rate(ProgressColumn):
+class DocsPerSecond(ProgressColumn):
     """Documents per second, over rich's recent window."""
 
     def render(self, task: Task) -> Text:
@@ -373,7 +373,7 @@ class _Progress:
         console = Console(stderr=True)
         if self.enabled and console.is_terminal:  # no bar in logs and pipes
             self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                                     MofNCompleteColumn(), TextColumn("documents"), _Rate(),
+                                     MofNCompleteColumn(), TextColumn("documents"), DocsPerSecond(),
                                      TimeElapsedColumn(), console=console, transient=False)
             self.progress.__enter__()
         return self
