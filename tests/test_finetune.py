@@ -137,14 +137,6 @@ def test_merge_without_lora_is_a_user_error(base, sft_file, tmp_path):
         run_finetune(base, sft_file, tmp_path / "x", merge=True)
 
 
-def test_finetune_refuses_to_run_under_torchrun(base, sft_file, tmp_path, monkeypatch):
-    for name, value in (("RANK", "1"), ("WORLD_SIZE", "2"), ("LOCAL_RANK", "1")):
-        monkeypatch.setenv(name, value)
-    with pytest.raises(SokhanError, match=r"finetune runs in one process.*without torchrun"):
-        run_finetune(base, sft_file, tmp_path / "x")
-    assert not (tmp_path / "x").exists()
-
-
 @pytest.mark.parametrize("targets", [list(c) for n in range(1, 5)
                                      for c in itertools.combinations(("qkv", "out", "up", "down"), n)])
 def test_a_merged_lora_model_is_the_trained_one(targets):

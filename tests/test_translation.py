@@ -506,15 +506,6 @@ def test_translate_train_refuses_misaligned_files(tmp_path, capsys):
     assert not (out / "checkpoints").exists(), line
 
 
-def test_translate_train_refuses_to_run_under_torchrun(corpus, tmp_path, capsys, monkeypatch):
-    for name, value in (("RANK", "0"), ("WORLD_SIZE", "2"), ("LOCAL_RANK", "0")):
-        monkeypatch.setenv(name, value)
-    out = tmp_path / "out"
-    error_line(capsys, ["translate-train", "--data", str(corpus), "--out-dir", str(out)], "runs in one process",
-               "without torchrun")
-    assert not out.exists()
-
-
 def test_train_points_a_seq2seq_model_to_translate_train(tmp_path, capsys):
     data = prepare(PrepareConfig(source="hafez", out_dir=str(tmp_path / "prepared"), tokenizer="bpe", vocab_size=300),
                    progress=False)

@@ -20,7 +20,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from sokhan.cli.report import report  # torch loads when the command runs, never for --help
     from sokhan.recipes.finetune import finetune
+    from sokhan.train.distributed import env_rank
 
     ft = config_from(args, FinetuneConfig)
     cfg = config_from(args, TrainConfig, base=FINETUNE_DEFAULTS, skip=("data",))
-    return report(finetune(ft, cfg, console), f"sokhan chat {cfg.out_dir}")
+    result = finetune(ft, cfg, console)
+    if env_rank():  # under torchrun rank 0 alone reports (an error is still printed by every rank)
+        return 130 if result.interrupted else 0
+    return report(result, f"sokhan chat {cfg.out_dir}")

@@ -23,10 +23,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from sokhan.cli.report import report  # torch loads when the command runs, never for --help
     from sokhan.recipes.translate import translate_train
+    from sokhan.train.distributed import env_rank
 
     cfg = config_from(args, TranslateTrainConfig)
     model = config_values(ModelConfig, args.config, given(args, ModelConfig, skip=SKIPPED_MODEL_OPTIONS))
     model.setdefault("preset", "seq2seq-small")
     ModelConfig.create(**model)  # every model option checked before any data is read
     result = translate_train(cfg, model, console)
+    if env_rank():  # under torchrun rank 0 alone reports (an error is still printed by every rank)
+        return 130 if result.train.interrupted else 0
     return report(result.train, f"sokhan translate {cfg.out_dir} \"Transformers learn from data.\"")

@@ -70,6 +70,8 @@ class TranslateTrainConfig(Config):
                        high=SEED_MAX)
     resume: bool = option(False, "continue the run in out_dir where it stopped (its prepared data is reused)")
     progress: bool = option(True, "show progress bars (on a terminal)")
+    dist_timeout: float = option(600.0, "under torchrun: seconds a process waits for the others (rank 0's prepare "
+                                 "among them) before it gives up", low=1)
 
     def check(self) -> None:
         check_device(self.device)

@@ -5,6 +5,10 @@ taken on the assistant's tokens only, and conversations are packed end to end in
 (`sokhan.train.sft`). The engine, checkpoints and resume are the pretraining ones; the
 fine-tuned model folder records the chat template (and the LoRA settings, when adapters are
 used) in its config.json.
+
+Under torchrun (`torchrun --nproc_per_node N -m sokhan finetune …`) every process runs the recipe
+and the engine shares out each step (`SFTTask.split_rows`: `--batch-size` rows per process);
+rank 0 alone prints and writes the adapters and the merged model.
 """
 
 from __future__ import annotations
@@ -13,10 +17,12 @@ import copy
 import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 import torch
 from rich.console import Console
 from safetensors.torch import save as save_safetensors
+from torch import nn
 
 from sokhan.config import FinetuneConfig, TrainConfig, check_out_dir
 from sokhan.data.conversations import iter_conversations
@@ -28,7 +34,7 @@ from sokhan.models.checkpoint import save_folder, weights_bytes
 from sokhan.models.lora import apply_lora, lora_state_dict, merge_lora
 from sokhan.models.trained import TrainedModel
 from sokhan.text.chat_template import TEMPLATE_NAME, ChatTemplate, Message
-from sokhan.train.distributed import under_torchrun
+from sokhan.train.distributed import env_rank
 from sokhan.train.engine import Trainer, TrainResult
 from sokhan.train.sft import SFTTask, pack
 
@@ -47,9 +53,8 @@ def load_splits(ft: FinetuneConfig, seed: int) -> dict[str, list[list[Message]]]
 def finetune(ft: FinetuneConfig, cfg: TrainConfig, console: Console | None = None) -> TrainResult:
     """Fine-tune `ft.base` on `ft.data` with the engine as `cfg` says (FINETUNE_DEFAULTS: a gentle schedule)."""
     console = console or Console(stderr=True)
-    if under_torchrun():  # its conversations are packed into rows of unequal targets, not split exactly yet
-        raise SokhanError("finetune runs in one process: its batches are not shared out across torchrun's "
-                          "processes yet; run it without torchrun")
+    if env_rank():  # under torchrun only rank 0 speaks
+        console = Console(stderr=True, quiet=True)
     check_out_dir(cfg.out_dir)  # from Python too: one line, not mkdir's traceback after the work
     base = TrainedModel.load(ft.base, device="cpu")
     base.require_causal("fine-tuning into a chat model")
@@ -74,19 +79,34 @@ def finetune(ft: FinetuneConfig, cfg: TrainConfig, console: Console | None = Non
     task = SFTTask({s: p[0] for s, p in packed.items()}, {s: p[1] for s, p in packed.items()}, cfg.batch_size,
                    resolve_device(cfg.device))
     tokenizer_json = base.tokenizer.hf.to_str()
-    result = Trainer(model, task, cfg, run_config, tokenizer_json, console, on_save=draw_loss_curve).fit()
-    if ft.lora:
-        out = Path(cfg.out_dir)
-        save_folder(out / "adapter", {
-            "adapter.safetensors": save_safetensors(lora_state_dict(model)),
-            "adapter_config.json": json.dumps({"base": str(base.path), **run_config["lora"]}, indent=2),
-        })
-        console.print(f"adapters: {out / 'adapter'}")
-        if ft.merge:
-            merge_lora(model)
-            merged_config = {k: v for k, v in run_config.items() if k != "lora"}
-            save_folder(out / "merged", {"model.safetensors": weights_bytes(model),
-                                         "config.json": json.dumps(merged_config, indent=2, ensure_ascii=False),
-                                         "tokenizer.json": tokenizer_json})
-            console.print(f"merged model: {out / 'merged'}")
+    trainer = Trainer(model, task, cfg, run_config, tokenizer_json, console, on_save=draw_loss_curve)
+    result = trainer.fit()
+    if ft.lora and not env_rank():  # under torchrun: rank 0 writes them, once
+        save_adapters(whole(model, trainer), ft, cfg, run_config, str(base.path), tokenizer_json, console)
     return result
+
+
+def whole(model: nn.Module, trainer: Trainer) -> nn.Module:
+    """The trained model with every weight whole. FSDP left them sharded across processes that have ended (the
+    engine leaves the group when training is over); its last checkpoint, gathered whole, is the trained model."""
+    if trainer.group is None or not trainer.group.fsdp:
+        return model
+    return TrainedModel.load(trainer.run_dir, device="cpu").model
+
+
+def save_adapters(model: nn.Module, ft: FinetuneConfig, cfg: TrainConfig, run_config: dict[str, Any], base: str,
+                  tokenizer_json: str, console: Console) -> None:
+    """The adapters alone (`adapter/`), and with `ft.merge` the model with them folded in (`merged/`)."""
+    out = Path(cfg.out_dir)
+    save_folder(out / "adapter", {
+        "adapter.safetensors": save_safetensors(lora_state_dict(model)),
+        "adapter_config.json": json.dumps({"base": base, **run_config["lora"]}, indent=2),
+    })
+    console.print(f"adapters: {out / 'adapter'}")
+    if ft.merge:
+        merge_lora(model)
+        merged_config = {k: v for k, v in run_config.items() if k != "lora"}
+        save_folder(out / "merged", {"model.safetensors": weights_bytes(model),
+                                     "config.json": json.dumps(merged_config, indent=2, ensure_ascii=False),
+                                     "tokenizer.json": tokenizer_json})
+        console.print(f"merged model: {out / 'merged'}")

@@ -11,6 +11,11 @@
    sample translations, the sentence of the project's tour among them.
 
 The run folder is a model folder (`sokhan translate OUT "…"`), with `scores.json` beside it.
+
+Under torchrun (`torchrun --nproc_per_node N -m sokhan translate-train …`, DDP) the processes share
+out the training only: rank 0 prepares the data (in the run folder, which every process must see)
+while the others wait, and scores the test split alone after training (the others end when training
+does).
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ from sokhan.models.trained import TrainedModel
 from sokhan.recipes.pretrain import model_config_for
 from sokhan.text.normalize import PersianNormalizer
 from sokhan.text.tokenizers import Tokenizer
-from sokhan.train.distributed import under_torchrun
+from sokhan.train import distributed
 from sokhan.train.engine import Trainer, TrainResult
 from sokhan.train.translation import TranslationTask
 
@@ -65,33 +70,67 @@ class TranslateResult:
 def translate_train(cfg: TranslateTrainConfig, model: dict[str, Any] | None = None,
                     console: Console | None = None) -> TranslateResult:
     """Prepare `cfg.data`, train the encoder–decoder that `model` describes (ModelConfig values; preset
-    seq2seq-small unless given), and score it on the test split."""
+    seq2seq-small unless given), and score it on the test split.
+
+    Under torchrun every process runs this. Rank 0 alone prepares the data (the others wait for it:
+    `distributed.rank0_first`), prints, writes the loss curve (the engine's `on_save` runs on rank 0) and, once
+    training is over, translates the test split and writes the scores: beam search over the split
+    runs in that one process, which the others do not wait for. A `--batch-tokens` batch is the
+    whole job's, shared out by rows (`TranslationTask.split_rows`)."""
     console = console or Console(stderr=True)
-    if under_torchrun():  # every process would prepare the same folder and score the test split
-        raise SokhanError("translate-train runs in one process: its prepare and scoring steps are not shared out "
-                          "across torchrun's processes yet; run it without torchrun")
+    check_run_folder(cfg)
+    train_cfg = train_config(cfg)
+    group = distributed.start(train_cfg.fsdp, train_cfg.dist_timeout, resolve_device(cfg.device))
+    if group is not None and not group.main:  # only rank 0 speaks
+        console = Console(stderr=True, quiet=True)
+    try:
+        data_dir = Path(cfg.out_dir) / "data"
+        distributed.rank0_first(group, "preparing the data", lambda: prepare_data(cfg, data_dir, console))
+        data = ParallelData(data_dir)
+        trained = train_translator(cfg, train_cfg, model, data, console)
+    finally:  # leave the group this recipe joined (the engine leaves open a group it did not create)
+        if group is not None:
+            group.close()
+    result = TranslateResult(trained)
+    if trained.interrupted or (group is not None and not group.main):
+        return result
+    return score_run(result, cfg, data, console)
+
+
+def check_run_folder(cfg: TranslateTrainConfig) -> None:
+    """What every rank can refuse alike before any work (so none waits for another that stopped)."""
     if not cfg.data:
         raise SokhanError("translate-train needs --data: a folder of train.en/train.fa, a .tsv file or hf:NAME")
     check_out_dir(cfg.out_dir)
     out = Path(cfg.out_dir)
-    found = latest_checkpoint(out)
-    if found is not None and not cfg.resume:  # before preparing: it would replace the run's data
+    if latest_checkpoint(out) is not None and not cfg.resume:  # before preparing: it would replace the run's data
         raise SokhanError(f"{out} already has checkpoints; pass --resume to continue, or another --out-dir")
-    normalizer = NormalizerConfig()
-    data_dir = out / "data"
+
+
+def train_config(cfg: TranslateTrainConfig) -> TrainConfig:
+    """The engine's settings for a translation run."""
+    return TrainConfig(data=str(Path(cfg.out_dir) / "data"), out_dir=cfg.out_dir, max_steps=cfg.max_steps,
+                       max_time=cfg.max_time, lr=cfg.lr, min_lr=cfg.min_lr, warmup_steps=cfg.warmup_steps,
+                       lr_schedule=cfg.lr_schedule, beta2=0.98, weight_decay=0.01, eval_interval=cfg.eval_interval,
+                       eval_iters=20, seed=cfg.seed, device=cfg.device, resume=cfg.resume, progress=cfg.progress,
+                       dist_timeout=cfg.dist_timeout)
+
+
+def prepare_data(cfg: TranslateTrainConfig, data_dir: Path, console: Console) -> None:
+    """Write the parallel folder (the tokenizer among it), or keep a resumed run's own."""
     if cfg.resume and (data_dir / "meta.json").is_file():
         console.print(f"resuming: the prepared data in {data_dir} is reused")
-    else:
-        prepare_parallel(cfg.data, data_dir, PersianNormalizer(normalizer), vocab_size=cfg.vocab_size,
-                         max_ratio=cfg.max_ratio, seed=cfg.seed, on_decode_error=cfg.on_decode_error,
-                         source_lang=cfg.source_lang, target_lang=cfg.target_lang, add_train=cfg.add_train,
-                         add_repeat=cfg.add_train_repeat, console=console)
-    data = ParallelData(data_dir)
+        return
+    prepare_parallel(cfg.data, data_dir, PersianNormalizer(NormalizerConfig()), vocab_size=cfg.vocab_size,
+                     max_ratio=cfg.max_ratio, seed=cfg.seed, on_decode_error=cfg.on_decode_error,
+                     source_lang=cfg.source_lang, target_lang=cfg.target_lang, add_train=cfg.add_train,
+                     add_repeat=cfg.add_train_repeat, console=console)
+
+
+def train_translator(cfg: TranslateTrainConfig, train_cfg: TrainConfig, model: dict[str, Any] | None,
+                     data: ParallelData, console: Console) -> TrainResult:
+    """Build the model and the task on the prepared data and train them on the engine (every rank alike)."""
     tokenizer_json = data.tokenizer_path.read_text(encoding="utf-8")
-    train_cfg = TrainConfig(data=str(data_dir), out_dir=cfg.out_dir, max_steps=cfg.max_steps, max_time=cfg.max_time,
-                            lr=cfg.lr, min_lr=cfg.min_lr, warmup_steps=cfg.warmup_steps, lr_schedule=cfg.lr_schedule,
-                            beta2=0.98, weight_decay=0.01, eval_interval=cfg.eval_interval, eval_iters=20,
-                            seed=cfg.seed, device=cfg.device, resume=cfg.resume, progress=cfg.progress)
     # As pretraining: the resumed checkpoint's config, or the preset <- the values, with the data's vocabulary.
     model_cfg = model_config_for(train_cfg, data.meta, {"preset": DEFAULT_PRESET, **(model or {})})
     if model_cfg.family != "seq2seq":
@@ -110,7 +149,7 @@ def translate_train(cfg: TranslateTrainConfig, model: dict[str, Any] | None = No
         "format": 1,
         "model": model_cfg.to_dict(),
         "train": dataclasses.asdict(train_cfg),
-        "normalizer": normalizer.to_dict(),
+        "normalizer": NormalizerConfig().to_dict(),
         "data": {"source": cfg.data, "tokenizer": "bpe", "kind": "parallel", "splits": data.meta["splits"]},
         "translation": {"source_lang": data.meta["source_lang"], "target_lang": data.meta["target_lang"],
                         "batch_tokens": cfg.batch_tokens, "label_smoothing": cfg.label_smoothing,
@@ -119,11 +158,7 @@ def translate_train(cfg: TranslateTrainConfig, model: dict[str, Any] | None = No
     console.print(f"model: seq2seq, {net.num_parameters() / 1e6:.2f}M parameters, {model_cfg.n_layer} + "
                   f"{model_cfg.n_layer} layers, d_model {model_cfg.n_embd}, {model_cfg.n_head} heads; "
                   f"{len(task.batches['train']):,} train batches of ≤ {cfg.batch_tokens:,} tokens")
-    trained = Trainer(net, task, train_cfg, run_config, tokenizer_json, console, on_save=draw_loss_curve).fit()
-    result = TranslateResult(trained)
-    if trained.interrupted:
-        return result
-    return score_run(result, cfg, data, console)
+    return Trainer(net, task, train_cfg, run_config, tokenizer_json, console, on_save=draw_loss_curve).fit()
 
 
 def score_run(result: TranslateResult, cfg: TranslateTrainConfig, data: ParallelData,

@@ -246,10 +246,44 @@ def is_collective_failure(error: BaseException) -> bool:
 
 def lost_peer(group: Group, error: BaseException) -> SokhanError:
     """A collective failed: another process of the job died, hung past the timeout, or the network broke."""
-    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    return SokhanError(f"rank {group.rank}: lost the other processes of this torchrun job ({first[:300]}); "
+    return SokhanError(f"rank {group.rank}: lost the other processes of this torchrun job ({one_line(error)}); "
                        f"another rank stopped or hung for longer than --dist-timeout: see its own message and "
                        f"torchrun's summary")
 
 
 GatherRows = Callable[[torch.Tensor, int], torch.Tensor]
+
+
+def rank0_first(group: Group | None, what: str, work: Callable[[], object]) -> None:
+    """Run `work` on rank 0 while the other ranks wait for its outcome, so they read only what it finished writing.
+
+    Rank 0 tells the others whether `work` failed before it raises, so each of them stops at once with
+    one line naming rank 0 (rather than waiting --dist-timeout, or a traceback from a half-written
+    folder). Outside torchrun it simply runs `work`."""
+    if group is None:
+        work()
+        return
+    failure: BaseException | None = None
+    if group.main:
+        try:
+            work()
+        except BaseException as e:  # told to the others below, then raised here
+            failure = e
+    try:
+        told = group.broadcast(None if failure is None else one_line(failure))
+    except RuntimeError as e:  # a rank died before the news went round (gloo's errors are plain RuntimeErrors)
+        if failure is not None:  # rank 0's own error says more
+            raise failure from None
+        if not is_collective_failure(e):
+            raise
+        raise lost_peer(group, e) from None
+    if failure is not None:
+        raise failure
+    if told is not None:
+        raise SokhanError(f"rank {group.rank}: rank 0 stopped while {what} ({told}); see its own message")
+
+
+def one_line(error: BaseException) -> str:
+    """An error as one short line: its message's first line, else its type."""
+    text = str(error).strip()
+    return text.splitlines()[0][:300] if text else type(error).__name__

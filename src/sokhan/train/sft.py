@@ -13,7 +13,8 @@ from torch import nn
 from sokhan.constants import IGNORE_INDEX
 from sokhan.errors import SokhanError
 from sokhan.text.chat_template import ChatTemplate, Message
-from sokhan.train.tasks import Task
+from sokhan.train.distributed import GatherRows
+from sokhan.train.tasks import Task, draw_for_all
 
 
 class SFTTask(Task):
@@ -31,6 +32,12 @@ class SFTTask(Task):
         pick = torch.randint(len(self.rows[split]), (self.batch_size,), generator=generator)
         row, lab = self.rows[split][pick], self.labels[split][pick]
         return row[:, :-1].to(self.device), lab[:, 1:].to(self.device)
+
+    def split_rows(self, rank: int, world: int, gather: GatherRows) -> None:
+        """Under torchrun `batch_size` is per process: every rank draws the job's `world` × as many rows and keeps
+        its own. Their targets (replies) differ in number from row to row, which the engine's weighting by
+        targets over every rank absorbs, so N processes of batch B step as one process of batch N·B."""
+        draw_for_all(self, world)
 
     def loss(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         return model(batch[0], batch[1]).loss

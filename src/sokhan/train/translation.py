@@ -109,8 +109,11 @@ class TranslationTask(Task):
         self.open = competence(done, self.curriculum)
 
     def split_rows(self, rank: int, world: int, gather: GatherRows) -> None:
-        """Under torchrun a batch of `batch_tokens` is the whole job's: each rank takes a share of its pairs (the
-        engine weights each share by its targets, so the step is the one-process step)."""
+        """Under torchrun a batch of `batch_tokens` is the whole job's (where `--batch-size` elsewhere is per
+        process): every rank draws the same batch and keeps its share of the pairs, each share weighted by its
+        targets (the engine), so N processes at T tokens train as one process at T. The batches are cut by length
+        once, alike on every rank, and stay so; a batch of fewer pairs than processes leaves a rank without a row
+        for that step (it takes part with a zero gradient)."""
 
     def sample(self, split: str, generator: torch.Generator) -> PairBatch:
         """A random batch; of train, one of the shortest `open` fraction (the batches are sorted by length)."""
