@@ -70,8 +70,8 @@ class PrepareConfig(Config):
     digits: str = _digits()
     remove_diacritics: bool = _remove_diacritics()
     join_affixes: bool = _join_affixes()
-    workers: int = option(0, "processes that normalize and tokenize (0: one per CPU core); the output is the same "
-                          "for any number", low=0, high=256)
+    workers: int = option(0, "processes that normalize and tokenize (0: one per CPU core; 1: none, all in this "
+                          "process); the output is the same for any number", low=0, high=256)
     shard_tokens: int = option(100_000_000, "tokens per shard file (the last one of a split shorter); 100M "
                                "uint16 tokens are 200 MB", low=1024, high=2**31 - 1)
     tokenizer_max_chars: int = option(0, "train the tokenizer on the first this many characters of the train "
