@@ -19,6 +19,7 @@ from sokhan.cli import (
     chat,
     demo,
     evaluate,
+    evaluate_tasks,
     export,
     fill,
     finetune,
@@ -36,8 +37,8 @@ from sokhan.cli import (
 from sokhan.cli.arguments import Parser, check_utf8, console
 from sokhan.errors import SokhanError
 
-COMMANDS = (demo, prepare, train, sample, finetune, chat, translate_train, translate, evaluate, fill, leaderboard, zoo,
-            inspect, serve, export, import_model)
+COMMANDS = (demo, prepare, train, sample, finetune, chat, translate_train, translate, evaluate, evaluate_tasks, fill,
+            leaderboard, zoo, inspect, serve, export, import_model)
 
 
 def build_parser() -> Parser:

@@ -11,6 +11,7 @@ from sokhan.config.base import (
     read_table,
 )
 from sokhan.config.data import NormalizerConfig, PrepareConfig
+from sokhan.config.evaluate import EvaluateConfig
 from sokhan.config.model import DEFAULT_PRESET, FAMILIES, PRESETS, ModelConfig
 from sokhan.config.recipes import ZOO_FAMILIES, DemoConfig, ZooConfig
 from sokhan.config.sample import SampleConfig
@@ -26,6 +27,7 @@ __all__ = [
            "ZOO_FAMILIES",
            "Config",
            "DemoConfig",
+           "EvaluateConfig",
            "FinetuneConfig",
            "LoraConfig",
            "ModelConfig",
