@@ -290,6 +290,16 @@ def all_config_classes() -> Iterator[type[Config]]:
             yield cls
 
 
+def read_toml(path: Path, what: str) -> dict[str, Any]:
+    """A TOML file's contents; a missing or unreadable file is one line naming `what` it is."""
+    if not path.is_file():
+        raise SokhanError(f"{what} not found: {path}")
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise SokhanError(f"cannot read {what} {path}: {e}") from None
+
+
 def read_table(path: str | Path, section: str) -> dict[str, Any]:
     """The `[section]` table of a TOML file ({} when it has none), after checking the file's shape.
 
@@ -297,12 +307,7 @@ def read_table(path: str | Path, section: str) -> dict[str, Any]:
     other commands) are ignored here, so one file can configure the whole journey.
     """
     p = Path(path)
-    if not p.is_file():
-        raise SokhanError(f"config file not found: {p}")
-    try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise SokhanError(f"cannot read config {p}: {e}") from None
+    data = read_toml(p, "config file")
     known = sorted({cls.section for cls in all_config_classes()})
     for key, value in data.items():
         if not isinstance(value, dict):

@@ -25,11 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from sokhan.config.base import Config, coerce, json_kind, option, tomllib
+from sokhan.config.base import Config, coerce, json_kind, option, read_toml
 from sokhan.config.data import DOC_SPLITS
 from sokhan.errors import SokhanError
 
-TASKS = ("multiple-choice", "reading-comprehension", "bpc")
+TASKS = ("multiple-choice", "reading-comprehension", "bpc", "classify")
 MC_PROMPTS = ("auto", "cloze", "listed")
 
 
@@ -38,13 +38,14 @@ class EvaluateConfig(Config):
     section: ClassVar[str] = "evaluate"
 
     task: str | None = option(None, "what to measure: multiple-choice accuracy (log-likelihood of each option), "
-                              "reading-comprehension exact match and F1 (greedy answers), or bpc (bits per "
-                              "character of a text file or folder)", choices=TASKS, what="task")
-    data: str | None = option(None, "the data: a JSONL file of items (multiple-choice, reading-comprehension), or "
-                              "a text file or folder (bpc)")
-    limit: int = option(0, "multiple-choice, reading-comprehension: score the first N items only (0: all of them)",
-                        low=0)
-    batch_size: int = option(16, "multiple-choice: option sequences scored together in one forward pass", low=1,
+                              "reading-comprehension exact match and F1 (greedy answers), bpc (bits per "
+                              "character of a text file or folder), or classify (a classifier's accuracy, "
+                              "macro-F1 and confusion matrix)", choices=TASKS, what="task")
+    data: str | None = option(None, "the data: a JSONL file of items (multiple-choice, reading-comprehension, "
+                              "classify), or a text file or folder (bpc)")
+    limit: int = option(0, "multiple-choice, reading-comprehension, classify: score the first N items only (0: all "
+                        "of them)", low=0)
+    batch_size: int = option(16, "multiple-choice, classify: sequences scored together in one forward pass", low=1,
                              high=4096)
     prompt: str = option("auto", "multiple-choice: how an item is put to the model: cloze (the question, then "
                          "each option as its answer), listed (the numbered options shown, then 'n. option' as the "
@@ -56,6 +57,12 @@ class EvaluateConfig(Config):
                                 "context, as `sokhan eval`)", low=1)
     doc_split: str | None = option(None, "bpc: how text files are cut into documents (unset: as the model's data "
                                    "was prepared, as `sokhan eval`)", choices=DOC_SPLITS, what="doc_split")
+    text_field: str | None = option(None, "classify: the field of a record holding its text (unset: the one the "
+                                    "model was trained with)")
+    pair_field: str | None = option(None, "classify: the field holding a pair's second text (unset: the one the "
+                                    "model was trained with)")
+    label_field: str | None = option(None, "classify: the field holding the true label (unset: the one the model "
+                                     "was trained with)")
 
     def require_task(self, where: str = "") -> None:
         """A run needs a task and its data; the defaults leave both unset, so that a flag can be left out."""
@@ -74,12 +81,7 @@ def read_task_list(path: str | Path, base: EvaluateConfig | None = None, overrid
     task or data is one line naming the file and the table.
     """
     p = Path(path)
-    if not p.is_file():
-        raise SokhanError(f"task list not found: {p}")
-    try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise SokhanError(f"cannot read task list {p}: {e}") from None
+    data = read_toml(p, "task list")
     if not data:
         raise SokhanError(f"task list {p} has no tasks: give one [NAME] table per task, each with task and data")
     tasks = []
