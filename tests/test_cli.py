@@ -74,7 +74,9 @@ def test_demo_end_to_end_then_sample_and_eval(tmp_path):
     model = out / "pretrain"
     assert (model / "checkpoints" / "latest").is_file()
     assert (model / "loss.png").is_file()
-    last_lines = " ".join(proc.stderr.splitlines()[-6:])
+    last_lines = " ".join(proc.stderr.splitlines()[-8:])
+    card = (out / "report" / "report.md").read_text(encoding="utf-8")  # the demo ends with the report card
+    assert "report.md" in last_lines and "bits per character" in card and "fine-tuned on | chatterbot" in card
     for picture in ("attention-layer1.png", "attention-layer1.html", "next.png", "next.html"):  # tiny: layers 0, 1
         assert (model / "inspect" / picture).stat().st_size > 1000
         assert picture in last_lines

@@ -10,6 +10,9 @@
     >>> mt = LanguageModel.load("runs/translate")          # a translation model (seq2seq)
     >>> mt.translate("Transformers learn from data.", beam=4)
 
+    >>> nli = LanguageModel.load("runs/entailment")        # a classifier (`sokhan finetune --task classify`)
+    >>> nli.classify("هوا سرد است.", "هوا گرم نیست.")        # [(label, probability), …], the likeliest first
+
 Sampling options are `SampleConfig`'s fields as keywords (`temperature`, `top_k`, `top_p`,
 `seed`, `max_new_tokens`, `stop`), decoding options `TranslateConfig`'s (`beam`,
 `length_penalty`, …), checked as the command line checks them.
@@ -27,6 +30,7 @@ from sokhan.data.sources import split_text
 from sokhan.device import model_device
 from sokhan.eval.bpc import Score, model_doc_split, score_documents
 from sokhan.infer.chat import chat_prompt, stream_reply
+from sokhan.infer.classify import classify
 from sokhan.infer.sampling import stream_text
 from sokhan.infer.translate import translate_lines
 from sokhan.models.trained import TrainedModel
@@ -86,6 +90,11 @@ class LanguageModel(TrainedModel):
         """One translation per sentence, in order, decoded in batches."""
         self.require_translator("translating")
         return list(translate_lines(self, texts, TranslateConfig(**decode)))
+
+    def classify(self, text: str, pair: str | None = None) -> list[tuple[str, float]]:
+        """A classifier's labels for `text` (and its `pair`, for a classifier of pairs), each with its probability,
+        the likeliest first."""
+        return classify(self, text, pair)
 
     @torch.inference_mode()
     def next_token_probs(self, prompt: str, k: int = 10) -> list[tuple[str, float]]:

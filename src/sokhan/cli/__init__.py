@@ -17,6 +17,7 @@ from rich.markup import escape
 
 from sokhan.cli import (
     chat,
+    classify,
     demo,
     evaluate,
     evaluate_tasks,
@@ -27,6 +28,7 @@ from sokhan.cli import (
     inspect,
     leaderboard,
     prepare,
+    report_card,
     sample,
     serve,
     train,
@@ -37,8 +39,8 @@ from sokhan.cli import (
 from sokhan.cli.arguments import Parser, check_utf8, console
 from sokhan.errors import SokhanError
 
-COMMANDS = (demo, prepare, train, sample, finetune, chat, translate_train, translate, evaluate, evaluate_tasks, fill,
-            leaderboard, zoo, inspect, serve, export, import_model)
+COMMANDS = (demo, prepare, train, sample, finetune, chat, classify, translate_train, translate, evaluate,
+            evaluate_tasks, report_card, fill, leaderboard, zoo, inspect, serve, export, import_model)
 
 
 def build_parser() -> Parser:

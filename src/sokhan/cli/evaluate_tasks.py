@@ -1,10 +1,13 @@
-"""`sokhan evaluate`: what a model can do on Persian tasks — multiple choice, reading comprehension, bits/char.
+"""`sokhan evaluate`: what a model can do on Persian tasks — multiple choice, reading comprehension, bits/char, and
+a classifier's accuracy, macro-F1 and confusion matrix.
 
 `sokhan evaluate MODEL --task multiple-choice --data parsinlu_mc.test.jsonl` prints a line per
 metric (`accuracy 41.3 % (1,050 items)`, with chance beside it) and saves the result, every
 item's outcome included, as JSON in the model's run folder: `RUN/eval/<task>-<data file stem>.json`.
 `--tasks tasks.toml` runs several, one TOML table each (`sokhan.config.evaluate`). Every data
 file is read and checked before the model is loaded: a bad record is one `file:line:` error.
+`--task classify` reads the fields and labels from the classifier's config.json for that check,
+and draws its confusion matrix beside the JSON (`<task>-<stem>.png` and `.html`).
 How each task is scored, and after which sources: `sokhan.eval.tasks`. (`sokhan eval` prints
 the bits/char of a text file; `--task bpc` here gives the same figure, saved with the others.)
 """
@@ -19,7 +22,8 @@ from sokhan.config.evaluate import TASKS, EvaluateConfig, read_task_list
 from sokhan.errors import SokhanError
 
 NAME = "evaluate"
-HELP = "Persian task scores: multiple-choice accuracy, reading-comprehension exact match and F1, bits/char"
+HELP = ("Persian task scores: multiple-choice accuracy, reading-comprehension exact match and F1, bits/char, a "
+        "classifier's accuracy and macro-F1")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,15 +40,16 @@ def run(args: argparse.Namespace) -> None:
     from sokhan.eval.tasks import load_items, result_name, run_task, write_result
 
     check_distinct_results([(name, result_name(cfg.task, cfg.data)) for name, cfg in plans])
-    items = {name: load_items(cfg) for name, cfg in plans}  # every record checked before the model loads
+    items = {name: load_items(cfg, args.model) for name, cfg in plans}  # every record checked before the model loads
     lm = LanguageModel.load(args.model, device=args.device)
     for name, cfg in plans:
         result = run_task(lm, cfg, items[name])
         print(f"{cfg.task}  {cfg.data}  ({'; '.join([*how(result.details), f'model {lm.path}'])})")
         for metric in result.metrics:
             print(f"  {metric.line()}")
-        console.print(f"saved {write_result(lm, cfg, result)} ({result.seconds:.1f}s)", highlight=False,
-                      soft_wrap=True)
+        saved = write_result(lm, cfg, result)
+        drawn = f" and its picture {saved.with_suffix('.png').name}, .html" if result.picture is not None else ""
+        console.print(f"saved {saved}{drawn} ({result.seconds:.1f}s)", highlight=False, soft_wrap=True)
 
 
 def how(details: dict) -> list[str]:
@@ -54,6 +59,13 @@ def how(details: dict) -> list[str]:
     if "documents" in details:
         said.append(f"{details['documents']:,} documents cut by {details['doc_split']}")
     said += ["the model's validation text"] if details.get("is_model_validation_text") else []
+    if "fields" in details:  # classify
+        fields = details["fields"]
+        texts = f"{fields['text']} + {fields['pair']}" if fields["pair"] else fields["text"]
+        said.append(f"{texts} → {fields['label']}, pooling {details['pooling']}, majority "
+                    f"'{details['majority_label']}'")
+        if details["cut_to_context"]:
+            said.append(f"{details['cut_to_context']:,} cut to {details['context']} tokens")
     return said
 
 

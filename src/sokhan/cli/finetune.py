@@ -1,4 +1,5 @@
-"""`sokhan finetune`: supervised fine-tuning of a pretrained GPT on conversations, full or LoRA: a chat model."""
+"""`sokhan finetune`: supervised fine-tuning of a pretrained model, full or LoRA: on conversations into a chat model,
+or with `--task classify` on labelled texts or text pairs into a classifier."""
 
 from __future__ import annotations
 
@@ -8,12 +9,12 @@ from sokhan.cli.arguments import add_config_file, add_config_flags, config_from,
 from sokhan.config import FINETUNE_DEFAULTS, FinetuneConfig, TrainConfig
 
 NAME = "finetune"
-HELP = "supervised fine-tuning on conversations (full or LoRA): a chat model"
+HELP = "supervised fine-tuning (full or LoRA): a chat model, or with --task classify a classifier"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_file(parser, "finetune", "train")
-    add_config_flags(parser, FinetuneConfig())
+    add_config_flags(parser, FinetuneConfig(), aliases={"val_data": "--valid"})
     add_config_flags(parser, FINETUNE_DEFAULTS, skip=("data",))  # --data is the conversations
 
 
@@ -27,4 +28,5 @@ def run(args: argparse.Namespace) -> int:
     result = finetune(ft, cfg, console)
     if env_rank():  # under torchrun rank 0 alone reports (an error is still printed by every rank)
         return 130 if result.interrupted else 0
-    return report(result, f"sokhan chat {cfg.out_dir}")
+    next_step = f'sokhan classify {cfg.out_dir} "…"' if ft.task == "classify" else f"sokhan chat {cfg.out_dir}"
+    return report(result, next_step)

@@ -16,7 +16,7 @@ from sokhan.config.model import DEFAULT_PRESET, FAMILIES, PRESETS, ModelConfig
 from sokhan.config.recipes import ZOO_FAMILIES, DemoConfig, ZooConfig
 from sokhan.config.sample import SampleConfig
 from sokhan.config.serve import ServeConfig
-from sokhan.config.train import FINETUNE_DEFAULTS, FinetuneConfig, LoraConfig, TrainConfig
+from sokhan.config.train import FINETUNE_DEFAULTS, ClassifierConfig, FinetuneConfig, LoraConfig, TrainConfig
 from sokhan.config.translate import TranslateConfig, TranslateTrainConfig
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
            "FINETUNE_DEFAULTS",
            "PRESETS",
            "ZOO_FAMILIES",
+           "ClassifierConfig",
            "Config",
            "DemoConfig",
            "EvaluateConfig",

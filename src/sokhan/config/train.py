@@ -1,4 +1,5 @@
-"""Configs of training: the engine's `TrainConfig`, and fine-tuning's `FinetuneConfig` with its gentler defaults."""
+"""Configs of training: the engine's `TrainConfig`, fine-tuning's `FinetuneConfig` with its gentler defaults, and
+what a fine-tune records to be read back (`LoraConfig`, `ClassifierConfig`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,10 @@ from sokhan.config.base import SEED_MAX, SEED_MIN, Config, option
 from sokhan.errors import SokhanError
 
 LORA_TARGETS = ("qkv", "out", "up", "down")  # the Transformer's linear layers an adapter can wrap
+FINETUNE_TASKS = ("chat", "classify")
+POOLINGS = ("first", "mean", "last")  # what a classifier's head reads (`sokhan.models.classifier`)
+PAIR_TEMPLATES = ("sokhan-pair-v1",)  # how a text or a pair is laid out (`sokhan.text.pair_template`)
+MAX_LABELS = 65536
 DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 DEVICE_HELP = "where to run: auto (a GPU if there is one, else the CPU), cpu, cuda, cuda:N or mps"
 
@@ -74,13 +79,26 @@ FINETUNE_DEFAULTS = TrainConfig(out_dir="runs/chat", max_steps=300, lr=3e-4, min
 class FinetuneConfig(Config):
     section: ClassVar[str] = "finetune"
 
+    task: str = option("chat", "what to fine-tune for: chat (conversations, the loss on the replies) or classify "
+                       "(a label for each text or text pair, with a classification head)", choices=FINETUNE_TASKS,
+                       what="fine-tuning task")
     base: str = option("runs/demo/pretrain", "the pretrained model: a run or checkpoint folder")
-    data: str = option("chatterbot", "conversations: a .jsonl file ({\"messages\": […]} or {\"prompt\", "
+    data: str = option("chatterbot", "chat: conversations, a .jsonl file ({\"messages\": […]} or {\"prompt\", "
                        "\"response\"} per line), hf:NAME[:SPLIT], chatterbot (the Persian dialogs of "
-                       "chatterbot-corpus), or several joined with commas")
+                       "chatterbot-corpus), or several joined with commas; classify: a .jsonl file of labelled "
+                       "records")
     val_data: str = option("", "a separate validation set, in the same forms; empty: hold out val_fraction of data")
-    val_fraction: float = option(0.05, "share of conversations held out for validation", low=0, high=0.5,
-                                 low_open=True)
+    val_fraction: float = option(0.05, "share of conversations (or records) held out for validation", low=0,
+                                 high=0.5, low_open=True)
+    text_field: str = option("text", "classify: the field of a record holding its text")
+    pair_field: str = option("", "classify: the field holding the second text of a pair (premise → hypothesis, "
+                             "question → question); empty: single texts")
+    label_field: str = option("label", "classify: the field holding the label (a string or an integer); the labels "
+                              "are those the data holds")
+    pooling: str = option("auto", "classify: what the head reads: first (the <|bos|> position, BERT's [CLS]), mean "
+                          "(every real token), last (the last token, GPT-1's; a GPT's only position that has read "
+                          "everything); auto: first for bert, last for gpt", choices=("auto", *POOLINGS),
+                          what="pooling")
     lora: bool = option(False, "train low-rank adapters (LoRA) instead of every weight")
     lora_rank: int = option(8, "rank r of each adapter", low=1)
     lora_alpha: float = option(16.0, "LoRA's α: the update is scaled by α / r", low=0, low_open=True)
@@ -95,6 +113,43 @@ class FinetuneConfig(Config):
             raise SokhanError("--merge folds LoRA adapters into the base; it needs --lora")
         if not self.lora_targets:
             raise SokhanError("lora_targets is empty; name at least one linear layer (qkv, out, up, down)")
+        if self.task == "classify":
+            self._check_classify()
+        else:
+            changed = [name for name in ("text_field", "pair_field", "label_field", "pooling")
+                       if getattr(self, name) != getattr(FinetuneConfig, name)]
+            if changed:
+                raise SokhanError(f"{changed[0]} is an option of --task classify (the task is {self.task})")
+
+    def _check_classify(self) -> None:
+        if self.data == FinetuneConfig.data or self.data.startswith("hf:") or "," in self.data:
+            raise SokhanError("--task classify reads one .jsonl file of labelled records: give --data FILE.jsonl")
+        fields = [f for f in (self.text_field, self.pair_field, self.label_field) if f]
+        if not self.text_field or not self.label_field:
+            raise SokhanError("--task classify needs a --text-field and a --label-field")
+        if len(set(fields)) < len(fields):
+            raise SokhanError(f"the text, pair and label fields must differ, got {', '.join(fields)}")
+
+
+@dataclass(frozen=True)
+class ClassifierConfig(Config):
+    """What makes a model folder a classifier, as its config.json records it (`classifier`): the labels (the
+    head's rows, in order), what the head reads, the fields it was trained on (`sokhan evaluate` reads the
+    same ones by default) and the layout of its input. Read back before the weights load (no TOML table)."""
+
+    labels: list[str] = option(help="the labels, in the order of the head's outputs", what="label")
+    pooling: str = option(help="what the head reads", choices=POOLINGS, what="pooling")
+    text_field: str = option(help="the field of a record holding its text")
+    pair_field: str = option(help="the field holding a pair's second text; empty: single texts")
+    label_field: str = option(help="the field holding the label")
+    template: str = option(help="how a text or pair is laid out in tokens", choices=PAIR_TEMPLATES,
+                           what="pair template")
+
+    def check(self) -> None:
+        if not 2 <= len(self.labels) <= MAX_LABELS:
+            raise SokhanError(f"a classifier has 2 to {MAX_LABELS:,} labels, got {len(self.labels):,}")
+        if len(set(self.labels)) < len(self.labels):
+            raise SokhanError("the labels of a classifier must differ from one another")
 
 
 @dataclass(frozen=True)

@@ -83,6 +83,9 @@ def summarize(run_dir: str | Path, device: str = "auto") -> RunSummary:
     if caps.needs_source:
         raise SokhanError(f"{run_dir} is a translation model: it is measured by BLEU and chrF++ (its scores.json, or "
                           f"`sokhan eval {run_dir} --source FILE --reference FILE`), not bits per character")
+    if caps.classifies:
+        raise SokhanError(f"{run_dir} is a classifier: it is measured by accuracy and macro-F1 (`sokhan evaluate "
+                          f"{run_dir} --task classify --data FILE`), not bits per character")
     data_dir = lm.config.get("train", {}).get("data")
     if not data_dir or not Path(data_dir).is_dir():
         raise SokhanError(f"{run_dir}: its data folder {data_dir!r} is gone; the leaderboard scores its val split")

@@ -18,6 +18,10 @@ would have the log-likelihood of nothing, or of a lone space, and win every such
 Reading comprehension (`ReadingItem`): ``{"prompt", "response"}`` or ``{"prompt", "answers": […]}``;
 parsinlu_rc's records also carry `all_answers` (every annotator's span), which wins when present,
 then `answers`, then `response`.
+
+Classification (`LabelledText`, read by `sokhan.data.labelled` as fine-tuning reads it): a text, a
+pair's second text where the classifier reads pairs, and a label, under the fields the classifier
+was trained with (or others named); a label the classifier does not know is a `file:line:` error.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from sokhan.config.base import json_kind
+from sokhan.data.labelled import Fields, LabelledText, read_labelled
 from sokhan.data.sources import iter_jsonl_objects, iter_lines
 from sokhan.errors import SokhanError
 
@@ -88,6 +93,18 @@ def read_choice_items(path: str | Path, limit: int = 0) -> list[ChoiceItem]:
 
 def read_reading_items(path: str | Path, limit: int = 0) -> list[ReadingItem]:
     return _nonempty([parse_reading(obj, where) for where, obj in read_records(path, limit)], path)
+
+
+def read_classify_items(path: str | Path, fields: Fields, labels: list[str], limit: int = 0) -> list[LabelledText]:
+    """Labelled records for a classifier of `labels`; a true label it does not know is one `file:line:` error (it
+    could never be predicted: its records would all count as wrong without saying why)."""
+    items = read_labelled(path, fields, limit)
+    known = set(labels)
+    for item in items:
+        if item.label not in known:
+            raise SokhanError(f"{item.where}: label '{item.label}' is not one the classifier knows "
+                              f"({', '.join(labels[:10])}{', …' if len(labels) > 10 else ''})")
+    return items
 
 
 def _nonempty(items: list, path: str | Path) -> list:

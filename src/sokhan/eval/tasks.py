@@ -54,10 +54,19 @@ of a Persian word and stays in it.
 
 **bpc**: bits per character of a text file or folder, by the one rule of `sokhan eval`
 (`sokhan.eval.bpc.score_documents`, documents cut as the model's data was cut).
+
+**classify**: a classifier made by `sokhan finetune --task classify` reads every record as it read
+its training data (the fields it was trained with unless others are named, the same pair template,
+`sokhan.infer.classify`); the prediction is the label of the highest probability (the first of a
+tie). Accuracy, macro-F1 and the share of the file's commonest label (the majority-class baseline)
+are printed; the confusion matrix, every label's precision, recall and F1, and each record's
+prediction are saved, and the matrix is drawn beside the JSON (`.png` and an offline `.html`);
+the definitions are scikit-learn's (`sokhan.eval.classification`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -75,15 +84,28 @@ import numpy as np
 import torch
 from torch import nn
 
-from sokhan.config import SampleConfig
+from sokhan.config import ClassifierConfig, SampleConfig
 from sokhan.config.evaluate import EvaluateConfig
+from sokhan.data.labelled import Fields, LabelledText
 from sokhan.data.sources import file_documents, iter_documents
 from sokhan.device import model_device
 from sokhan.errors import SokhanError
+from sokhan.eval import classification
 from sokhan.eval.bpc import model_doc_split, model_val_fingerprint, score_documents
-from sokhan.eval.task_data import ChoiceItem, ReadingItem, listed_prompt, read_choice_items, read_reading_items
+from sokhan.eval.task_data import (
+    ChoiceItem,
+    ReadingItem,
+    listed_prompt,
+    read_choice_items,
+    read_classify_items,
+    read_reading_items,
+)
+from sokhan.infer.classify import label_probabilities
 from sokhan.infer.sampling import stream_text
-from sokhan.models.checkpoint import run_folder, write_atomic
+from sokhan.inspect.picture import Picture
+from sokhan.inspect.render import model_name
+from sokhan.inspect.save import save_picture
+from sokhan.models.checkpoint import CONFIG, read_config, resolve_model_dir, run_folder, write_atomic
 from sokhan.models.trained import TrainedModel
 from sokhan.text.chat_template import TEMPLATE_NAME, ChatTemplate, Message
 
@@ -117,28 +139,39 @@ class TaskResult:
     details: dict[str, Any] = field(default_factory=dict)
     items: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
+    picture: Picture | None = None  # drawn beside the JSON (classify: the confusion matrix)
 
 
 # --------------------------------------------------------------------------- the tasks
 
-def load_items(cfg: EvaluateConfig) -> list[ChoiceItem] | list[ReadingItem] | None:
-    """A task's items, every record checked (None for bpc, whose text is streamed when scored)."""
+def load_items(cfg: EvaluateConfig, model: str | Path | None = None,
+               ) -> list[ChoiceItem] | list[ReadingItem] | list[LabelledText] | None:
+    """A task's items, every record checked (None for bpc, whose text is streamed when scored). The classify task
+    reads the fields and labels of the classifier in the folder `model` (its config.json only: no weights)."""
     if cfg.task == "multiple-choice":
         return read_choice_items(cfg.data, cfg.limit)
     if cfg.task == "reading-comprehension":
         return read_reading_items(cfg.data, cfg.limit)
+    if cfg.task == "classify":
+        classifier = saved_classifier(model)
+        return read_classify_items(cfg.data, classify_fields(cfg, classifier), classifier.labels, cfg.limit)
     text_documents(Path(cfg.data), "file")  # the path checked now, read later
     return None
 
 
 def run_task(lm: TrainedModel, cfg: EvaluateConfig, items: list | None) -> TaskResult:
     """Run one task on `items` (from `load_items`) and time it."""
-    lm.require_causal(f"the {cfg.task} task")
+    if cfg.task == "classify":
+        lm.require_classifier("the classify task")
+    else:
+        lm.require_causal(f"the {cfg.task} task")
     start = time.perf_counter()
     if cfg.task == "multiple-choice":
         result = multiple_choice(lm, items, cfg)
     elif cfg.task == "reading-comprehension":
         result = reading_comprehension(lm, items, cfg)
+    elif cfg.task == "classify":
+        result = classify(lm, items, cfg)
     else:
         result = bits_per_char(lm, cfg)
     result.seconds = time.perf_counter() - start
@@ -346,6 +379,61 @@ def text_documents(path: Path, doc_split: str) -> Iterator[str]:
     return file_documents(path, doc_split=doc_split, on_decode_error="fail")
 
 
+# --------------------------------------------------------------------------- classification
+
+def saved_classifier(model: str | Path | None) -> ClassifierConfig:
+    """The classifier section of a model folder's config.json, checked; a model that is not a classifier is refused."""
+    folder = resolve_model_dir(model if model is not None else "")
+    config = read_config(folder)
+    if "classifier" not in config:
+        family = config["model"].get("family", "?") if isinstance(config["model"], dict) else "?"
+        raise SokhanError(f"{folder} is a '{family}' language model, not a classifier; the classify task needs one "
+                          f"made by `sokhan finetune --task classify`")
+    return ClassifierConfig.from_dict(config["classifier"], f"{folder / CONFIG} [classifier]")
+
+
+def classify_fields(cfg: EvaluateConfig, classifier: ClassifierConfig) -> Fields:
+    """The fields named in `cfg`, else the classifier's own; a pair field exactly when the classifier reads pairs."""
+    fields = Fields(cfg.text_field or classifier.text_field,
+                    classifier.pair_field if cfg.pair_field is None else cfg.pair_field,
+                    cfg.label_field or classifier.label_field)
+    if bool(fields.pair) != bool(classifier.pair_field):
+        if classifier.pair_field:
+            raise SokhanError(f"the classifier reads text pairs ({classifier.text_field}, {classifier.pair_field}): "
+                              f"--pair-field must name the field of the second text")
+        raise SokhanError(f"the classifier reads single texts ({classifier.text_field}): leave --pair-field out")
+    return fields
+
+
+def classify(lm: TrainedModel, items: list[LabelledText], cfg: EvaluateConfig) -> TaskResult:
+    """Every record's label probabilities in batches, the likeliest label its prediction; the figures and the
+    confusion matrix (module docstring)."""
+    probs = label_probabilities(lm, [i.text for i in items], [i.pair for i in items], cfg.batch_size)
+    labels = lm.labels
+    index = {label: k for k, label in enumerate(labels)}
+    truth = [index[item.label] for item in items]
+    predicted = probs.values.argmax(dim=1).tolist()  # the first of a tie
+    matrix = classification.confusion_matrix(truth, predicted, len(labels))
+    best, share = classification.majority(matrix)
+    n = len(items)
+    metrics = [Metric("accuracy", classification.accuracy(matrix), n),
+               Metric("macro-F1", classification.macro_f1(matrix), n),
+               Metric("majority class", share, n)]
+    saved = ClassifierConfig(**lm.config["classifier"])
+    details = {"fields": dataclasses.asdict(classify_fields(cfg, saved)), "pooling": saved.pooling,
+               "majority_label": labels[best], "cut_to_context": probs.cut, "context": lm.block_size,
+               **classification.summary(matrix, labels)}
+    outcomes = [{"where": item.where, "label": item.label, "predicted": labels[p],
+                 "probability": round(float(probs.values[k, p]), 6), "correct": p == t}
+                for k, (item, t, p) in enumerate(zip(items, truth, predicted))]
+    result = TaskResult("classify", str(cfg.data), metrics, details, outcomes)
+    figures = ", ".join(m.line().rsplit(" (", 1)[0] for m in metrics)
+    result.picture = classification.confusion_picture(
+        matrix, labels, Path(result_name("classify", str(cfg.data))).stem,
+        f"{model_name(lm.path)} on {Path(cfg.data).name}", f"{figures} ({n:,} records)")
+    return result
+
+
 # --------------------------------------------------------------------------- results
 
 def result_name(task: str, data: str) -> str:
@@ -367,9 +455,13 @@ def write_result(lm: TrainedModel, cfg: EvaluateConfig, result: TaskResult) -> P
               "metrics": {m.name: {"value": m.value, "count": m.count, "unit": m.unit, "of": m.of}
                           for m in result.metrics},
               "details": result.details, "items": result.items}
+    if result.picture is not None:
+        record["picture"] = [f"{result.picture.name}.png", f"{result.picture.name}.html"]
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(path, json.dumps(record, ensure_ascii=False, indent=1, allow_nan=False) + "\n")
+        if result.picture is not None:
+            save_picture(result.picture, path.parent)
     except OSError as e:
         raise SokhanError(f"cannot write {path}: {e.strerror or e}") from None
     return path

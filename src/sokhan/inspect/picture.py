@@ -58,6 +58,7 @@ class Heatmap:
     mask: np.ndarray | None = None   # bool, True = masked
     mask_label: str = "masked"
     colorbar: bool = True
+    annotate: bool = False           # write each cell's value in it (a small matrix of counts: a confusion matrix)
     kind: str = "heatmap"
 
     def json(self) -> dict[str, Any]:
@@ -68,7 +69,7 @@ class Heatmap:
                           "cols": self.cols, "row_name": self.row_name, "col_name": self.col_name,
                           "value_name": self.value_name, "stops": colour_stops(self.cmap), "vmin": vmin,
                           "vmax": vmax, "mask": self.mask, "mask_label": self.mask_label,
-                          "colorbar": self.colorbar})
+                          "colorbar": self.colorbar, "annotate": self.annotate})
 
 
 @dataclass

@@ -55,13 +55,31 @@ def draw_heatmap(fig: Figure, ax: Axes, p: Heatmap, inches: float, row_title: bo
         axis.set_ticks(range(0, count, step))
         axis.set_ticklabels([display(labels[i]) for i in range(0, count, step)],
                             fontsize=label_size(count // step, inches))
-    ax.tick_params(axis="x", labelrotation=90)
+    ax.tick_params(axis="x", labelrotation=0 if p.annotate else 90)  # a small matrix of values has room to spare
+    if p.annotate:
+        write_cells(ax, values, image)
     ax.set_ylabel(p.row_name if row_title else "")
     ax.set_xlabel(p.col_name if col_title else "")
     ax.set_title(display(p.title), fontsize=10)
     if p.colorbar:
         fig.colorbar(image, ax=ax, fraction=0.046, pad=0.03).set_label(p.value_name)
     return masked
+
+
+def write_cells(ax: Axes, values: np.ndarray, image: ScalarMappable) -> None:
+    """Each cell's value written in it, white on a dark colour, black on a light one (as view.js writes them)."""
+    for (i, j), v in np.ndenumerate(values):
+        if not np.isfinite(v):
+            continue
+        colour = image.to_rgba(v)
+        dark = np.dot(colour[:3], [0.299, 0.587, 0.114]) < 0.5
+        ax.text(j, i, cell_text(v), ha="center", va="center", fontsize=9, color="white" if dark else "black",
+                zorder=2)
+
+
+def cell_text(v: float) -> str:
+    """A count as an integer, any other value to 3 significant digits."""
+    return str(int(v)) if float(v).is_integer() else f"{v:.3g}"
 
 
 def draw_bars(ax: Axes, p: Bars, inches: float) -> None:

@@ -113,7 +113,7 @@ window.SokhanView = (function () {
     const n = p.values.length, m = p.values[0].length;
     const masked = (i, j) => Boolean(p.mask && p.mask[i][j]);
     const colour = (v) => (v === null ? "#ffffff" : css(rgb(p.stops, p.vmin, p.vmax, v)));
-    const c = clamp(480 / Math.max(n, m), 2, 26);               // px per cell
+    const c = clamp(480 / Math.max(n, m), 2, p.annotate ? 64 : 26);  // px per cell (room for a number)
     const numeric = p.rows.concat(p.cols).every((s) => /^\d+$/.test(s));  // position numbers need fewer labels
     const fs = clamp(c - 1, 7, 12), step = Math.max(1, Math.ceil(fs / c), numeric ? Math.ceil(Math.max(n, m) / 16) : 1);
     const longest = (labels) => Math.min(18, Math.max(1, ...labels.map((s) => s.length)));
@@ -132,6 +132,11 @@ window.SokhanView = (function () {
           svg("rect", { class: masked(i, j) ? "cell masked" : "cell", x: x(j), y: y(i), width: c, height: c,
             "data-row": i, "data-col": j, "data-value": v ?? "",
             fill: masked(i, j) ? "url(#masked-hatch)" : colour(v) }, cells);
+          if (p.annotate && v !== null && !masked(i, j)) {  // the value in the cell, as the PNG writes it
+            text(cells, x(j) + c / 2, y(i) + c / 2, Number.isInteger(v) ? String(v) : shown(v, p.format),
+              { class: "cell-value", "text-anchor": "middle", "dominant-baseline": "central", "pointer-events": "none",
+                fill: dark(rgb(p.stops, p.vmin, p.vmax, v)) ? "#fff" : "#000" });
+          }
         }
       }
     } else {  // one canvas-drawn image, k canvas px per cell

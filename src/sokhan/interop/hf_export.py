@@ -134,6 +134,9 @@ def export_hf(model_path: str | Path, out: str | Path) -> Exported:
     """Write `model_path`'s model as a transformers folder `out` (see the module docstring)."""
     folder = resolve_model_dir(model_path)
     saved = read_config(folder)
+    if "classifier" in saved:  # transformers would read it as a language model: its head and labels would be lost
+        raise SokhanError(f"{folder} is a classifier; export writes language models (GPT-2, Llama, BERT's masked LM), "
+                          f"which would lose its head and labels: export its pretrained base instead")
     cfg = ModelConfig.from_dict(saved["model"], f"{folder / CONFIG} [model]")
     architecture = hf_architecture(cfg)  # refuse before reading any weight
     out = Path(out)

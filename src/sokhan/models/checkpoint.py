@@ -46,7 +46,8 @@ from sokhan.errors import SokhanError
 
 WEIGHTS, CONFIG, TOKENIZER, STATE = "model.safetensors", "config.json", "tokenizer.json", "trainer_state.pt"
 LATEST = "latest"
-CONFIG_SECTIONS = ("model", "train", "normalizer", "data", "progress", "finetune", "lora")  # config.json's objects
+CONFIG_SECTIONS = ("model", "train", "normalizer", "data", "progress", "finetune", "lora",
+                   "classifier")  # config.json's objects
 CHECKPOINT_NAME = re.compile(r"step-(\d+)(?:-(\d+))?")  # step-0000500, or step-0000500-2 for a re-save
 
 

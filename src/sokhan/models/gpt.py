@@ -42,14 +42,16 @@ class TransformerLM(nn.Module):
 
     capabilities: ClassVar[Capabilities]
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, *, causal_attention: bool | None = None):
+        """`causal_attention`: whether attention masks the future; by default what the family's capabilities say
+        (a classifier built on a GPT keeps the GPT's look-ahead mask but samples nothing: `models/classifier.py`)."""
         super().__init__()
         self.config = cfg
+        causal = self.capabilities.causal if causal_attention is None else causal_attention
         self.embed = TokenEmbedding(cfg.vocab_size, cfg.n_embd, scale=cfg.scale_embeddings)
         self.positions = added_positions(cfg)
         self.rope = RotaryEmbedding(cfg.head_size, cfg.block_size, cfg.rope_base) if cfg.positional == "rope" else None
-        self.blocks = nn.ModuleList(TransformerBlock(cfg, causal=self.capabilities.causal)
-                                    for _ in range(cfg.n_layer))
+        self.blocks = nn.ModuleList(TransformerBlock(cfg, causal=causal) for _ in range(cfg.n_layer))
         # Post-norm blocks already end in a norm; pre-norm needs one before the final linear.
         self.final_norm = make_norm(cfg) if cfg.prenorm else nn.Identity()
         self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)  # §3.4 final linear
@@ -90,6 +92,17 @@ class TransformerLM(nn.Module):
         if cache is not None and not self.capabilities.causal:
             # A cache reuses keys/values of earlier tokens, valid only if they never see later ones.
             raise ValueError(f"{type(self).__name__} attends in both directions; it cannot use a KV cache")
+        x, attentions = self.stack(idx, padding=padding, cache=cache, need_weights=need_weights)
+        if last_only and idx.size(1) > 1:  # norm and project only the last position (the norm is per position)
+            x = x[:, -1:]
+        logits = self.lm_head(self.final_norm(x))
+        loss = self.loss(logits, targets) if targets is not None else None
+        return ModelOutput(logits, loss, attentions)
+
+    def stack(self, idx: torch.Tensor, *, padding: torch.Tensor | None = None, cache: KVCache | None = None,
+              need_weights: bool = False) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
+        """Embeddings, positions and every block: (B, T, n_embd) before the final norm, and the attention weights
+        of every layer when `need_weights`. Written once for the token head (`forward`) and a classifier's."""
         offset = cache.length if cache is not None else 0
         t = idx.size(1)
         if offset + t > self.config.block_size:
@@ -106,11 +119,7 @@ class TransformerLM(nn.Module):
                 attentions.append(w)
         if cache is not None:
             cache.length += t
-        if last_only and t > 1:  # norm and project only the last position (the norm is per position)
-            x = x[:, -1:]
-        logits = self.lm_head(self.final_norm(x))
-        loss = self.loss(logits, targets) if targets is not None else None
-        return ModelOutput(logits, loss, attentions)
+        return x, attentions
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Mean cross-entropy over the targets that are not IGNORE_INDEX."""

@@ -26,6 +26,10 @@ its `forward` also takes `source=` (the source ids; `source_padding=` for a batc
 `ModelOutput.cross_attentions` (and `encoder_attentions`); its cache holds the encoder's output, computed on the first
 call with a source and reused for every generated token, so the encoder runs once per
 sequence. Callers pass `source=` only to a model whose capabilities say it needs one.
+
+A classifier (`capabilities.classifies`, made by `sokhan finetune --task classify`) is a
+Transformer with a label head: its `forward` takes right-padded rows with their `padding` and
+gives `logits` of shape (B, labels), its loss the cross-entropy against `targets` of shape (B,).
 """
 
 from __future__ import annotations
@@ -70,6 +74,10 @@ class Capabilities:
 
     needs_source: bool = False
     """Conditions on a source sequence (an encoder–decoder): `forward(…, source=ids)`."""
+
+    classifies: bool = False
+    """A sequence classifier (`models/classifier.py`): `forward` gives one row of label scores per sequence,
+    (B, labels), not a token distribution per position; it neither samples nor fills in blanks."""
 
     @property
     def windowed(self) -> bool:

@@ -14,7 +14,7 @@ from typing import Any
 
 from torch import nn
 
-from sokhan.config import LoraConfig, ModelConfig, NormalizerConfig
+from sokhan.config import ClassifierConfig, LoraConfig, ModelConfig, NormalizerConfig
 from sokhan.device import resolve_device
 from sokhan.errors import SokhanError
 from sokhan.models import build_model
@@ -32,7 +32,8 @@ class TrainedModel:
     model: nn.Module
     tokenizer: Tokenizer
     normalize: PersianNormalizer
-    config: dict[str, Any]   # the folder's config.json: model, train, normalizer, data (and lora, chat_template)
+    config: dict[str, Any]   # the folder's config.json: model, train, normalizer, data (and lora, chat_template,
+                             # classifier)
     path: Path
 
     @classmethod
@@ -46,9 +47,14 @@ class TrainedModel:
         model_config = ModelConfig.from_dict(config["model"], f"{where} [model]")
         normalizer = NormalizerConfig.from_dict(config.get("normalizer", {}), f"{where} [normalizer]")
         lora = LoraConfig.from_dict(config["lora"], f"{where} [lora]") if "lora" in config else None
+        classifier = (ClassifierConfig.from_dict(config["classifier"], f"{where} [classifier]")
+                      if "classifier" in config else None)
         tokenizer = Tokenizer.load(folder / TOKENIZER)
         check_vocabulary(tokenizer, model_config, folder)
-        model = build_model(model_config)
+        try:
+            model = build_model(model_config, classifier)
+        except SokhanError as e:
+            raise SokhanError(f"{where}: {e}") from None
         if lora is not None:  # a LoRA fine-tune checkpoint: the base weights plus adapters
             apply_lora(model, lora.targets, lora.rank, lora.alpha)
         load_weights(model, folder)
@@ -67,15 +73,34 @@ class TrainedModel:
     def capabilities(self) -> Capabilities:
         return self.model.capabilities
 
+    @property
+    def labels(self) -> list[str]:
+        """A classifier's labels, in the order of its head's outputs (no labels: not a classifier)."""
+        return list(self.model.labels) if self.capabilities.classifies else []
+
+    def require_classifier(self, purpose: str) -> None:
+        """Label probabilities need a classification head: a model made by `sokhan finetune --task classify`."""
+        if not self.capabilities.classifies:
+            raise SokhanError(f"{self.path} is a '{self.family}' language model, not a classifier; {purpose} needs one "
+                              f"made by `sokhan finetune --task classify`")
+
+    def _refuse_classifier(self, purpose: str) -> None:
+        if self.capabilities.classifies:
+            shown = ", ".join(self.labels[:5]) + (", …" if len(self.labels) > 5 else "")
+            raise SokhanError(f"{self.path} is a classifier (labels {shown}): it gives label probabilities, not text, "
+                              f"so {purpose} does not apply; try `sokhan classify {self.path} \"…\"`")
+
     def require_masked(self, purpose: str) -> None:
         """Filling in blanks needs a model that reads both sides: a masked encoder."""
+        self._refuse_classifier(purpose)
         if self.capabilities.causal:
             raise SokhanError(f"{self.path} is a '{self.family}' model, which reads left to right; {purpose} needs "
                               f"a masked LM (family bert)")
 
     def require_causal(self, purpose: str) -> None:
         """Sampling, chat and bits per character read text left to right: not a masked encoder, nor a
-        translator (whose decoder reads left to right, but only given a source sentence)."""
+        translator (whose decoder reads left to right, but only given a source sentence), nor a classifier."""
+        self._refuse_classifier(purpose)
         if self.capabilities.needs_source:
             raise SokhanError(f"{self.path} is a translation model (seq2seq): it writes Persian for an English "
                               f"sentence, so {purpose} does not apply; try `sokhan translate {self.path} \"…\"`")
@@ -85,6 +110,7 @@ class TrainedModel:
 
     def require_translator(self, purpose: str) -> None:
         """Translating needs an encoder–decoder: a language model has no source to condition on."""
+        self._refuse_classifier(purpose)
         if not self.capabilities.needs_source:
             raise SokhanError(f"{self.path} is a '{self.family}' language model, not a translator; {purpose} needs "
                               f"a seq2seq model (train one with `sokhan translate-train`)")

@@ -3,7 +3,7 @@
 prepare (normalize, train a BPE tokenizer, write shards) → pretrain a small GPT on the CPU
 → report validation bits per character → sample a few couplets → draw what it attends to and
 what it expects next → fine-tune it on the Persian dialogs of `chatterbot-corpus` → a chat
-model that `sokhan chat` loads.
+model that `sokhan chat` loads → the report card of both (`sokhan.recipes.report_card`).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from sokhan.eval.leaderboard import summarize
 from sokhan.inspect import plot_attention, plot_next_token
 from sokhan.recipes.finetune import finetune
 from sokhan.recipes.pretrain import pretrain
+from sokhan.recipes.report_card import write_report
 
 PROMPTS = ["الا یا ایها الساقی", "دل", "صبا"]
 FIRST_LINE = "الا یا ایها الساقی ادر کاسا و ناولها"  # the Divan's opening line, drawn by `look_inside`
@@ -56,6 +57,7 @@ def run_demo(cfg: DemoConfig, console: Console) -> Path:
     pictures = look_inside(lm, result.run_dir / "inspect")
     if cfg.chat_steps <= 0:
         name_pictures(console, pictures)
+        console.print(f"report card: {write_report([result.run_dir], out / 'report', device=cfg.device)}")
         console.print(f"try: [bold]sokhan sample {result.run_dir} --prompt \"دل\"[/]")
         return result.run_dir
     console.rule("[bold]4 · fine-tune: turn the poet into a chat model on Persian dialogs (chatterbot-corpus)")
@@ -75,6 +77,7 @@ def run_demo(cfg: DemoConfig, console: Console) -> Path:
         console.print(Panel(f"you › {question}\nbot › {reply.strip()}", expand=False))
     console.print(f"pretrained model: {result.run_dir}   chat model: {chat.run_dir}")
     name_pictures(console, pictures)
+    console.print(f"report card: {write_report([result.run_dir, chat.run_dir], out / 'report', device=cfg.device)}")
     console.print(f"run [bold]sokhan chat {chat.run_dir}[/]")
     return chat.run_dir
 

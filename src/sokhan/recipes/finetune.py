@@ -1,4 +1,5 @@
-"""Recipe: supervised fine-tuning of a pretrained GPT on conversations, full or LoRA.
+"""Recipe: supervised fine-tuning of a pretrained GPT on conversations, full or LoRA (`--task classify`: a
+classifier, `sokhan.recipes.classify`).
 
 Conversations are rendered with the chat template (`sokhan.text.chat_template`), the loss is
 taken on the assistant's tokens only, and conversations are packed end to end into rows
@@ -16,13 +17,9 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-from pathlib import Path
-from typing import Any
 
 import torch
 from rich.console import Console
-from safetensors.torch import save as save_safetensors
-from torch import nn
 
 from sokhan.config import FinetuneConfig, TrainConfig, check_out_dir
 from sokhan.data.conversations import iter_conversations
@@ -30,9 +27,10 @@ from sokhan.data.prepare import hash_split
 from sokhan.device import resolve_device
 from sokhan.errors import SokhanError
 from sokhan.inspect.curves import draw_loss_curve
-from sokhan.models.checkpoint import save_folder, weights_bytes
-from sokhan.models.lora import apply_lora, lora_state_dict, merge_lora
+from sokhan.models.lora import apply_lora
 from sokhan.models.trained import TrainedModel
+from sokhan.recipes.adapters import save_adapters, whole
+from sokhan.recipes.classify import finetune_classifier
 from sokhan.text.chat_template import TEMPLATE_NAME, ChatTemplate, Message
 from sokhan.train.distributed import env_rank
 from sokhan.train.engine import Trainer, TrainResult
@@ -51,11 +49,14 @@ def load_splits(ft: FinetuneConfig, seed: int) -> dict[str, list[list[Message]]]
 
 
 def finetune(ft: FinetuneConfig, cfg: TrainConfig, console: Console | None = None) -> TrainResult:
-    """Fine-tune `ft.base` on `ft.data` with the engine as `cfg` says (FINETUNE_DEFAULTS: a gentle schedule)."""
+    """Fine-tune `ft.base` on `ft.data` with the engine as `cfg` says (FINETUNE_DEFAULTS: a gentle schedule):
+    into a chat model, or with `ft.task` classify into a classifier (`sokhan.recipes.classify`)."""
     console = console or Console(stderr=True)
     if env_rank():  # under torchrun only rank 0 speaks
         console = Console(stderr=True, quiet=True)
     check_out_dir(cfg.out_dir)  # from Python too: one line, not mkdir's traceback after the work
+    if ft.task == "classify":
+        return finetune_classifier(ft, cfg, console)
     base = TrainedModel.load(ft.base, device="cpu")
     base.require_causal("fine-tuning into a chat model")
     base.require_attention("the layers a chat fine-tune adapts")
@@ -84,29 +85,3 @@ def finetune(ft: FinetuneConfig, cfg: TrainConfig, console: Console | None = Non
     if ft.lora and not env_rank():  # under torchrun: rank 0 writes them, once
         save_adapters(whole(model, trainer), ft, cfg, run_config, str(base.path), tokenizer_json, console)
     return result
-
-
-def whole(model: nn.Module, trainer: Trainer) -> nn.Module:
-    """The trained model with every weight whole. FSDP left them sharded across processes that have ended (the
-    engine leaves the group when training is over); its last checkpoint, gathered whole, is the trained model."""
-    if trainer.group is None or not trainer.group.fsdp:
-        return model
-    return TrainedModel.load(trainer.run_dir, device="cpu").model
-
-
-def save_adapters(model: nn.Module, ft: FinetuneConfig, cfg: TrainConfig, run_config: dict[str, Any], base: str,
-                  tokenizer_json: str, console: Console) -> None:
-    """The adapters alone (`adapter/`), and with `ft.merge` the model with them folded in (`merged/`)."""
-    out = Path(cfg.out_dir)
-    save_folder(out / "adapter", {
-        "adapter.safetensors": save_safetensors(lora_state_dict(model)),
-        "adapter_config.json": json.dumps({"base": base, **run_config["lora"]}, indent=2),
-    })
-    console.print(f"adapters: {out / 'adapter'}")
-    if ft.merge:
-        merge_lora(model)
-        merged_config = {k: v for k, v in run_config.items() if k != "lora"}
-        save_folder(out / "merged", {"model.safetensors": weights_bytes(model),
-                                     "config.json": json.dumps(merged_config, indent=2, ensure_ascii=False),
-                                     "tokenizer.json": tokenizer_json})
-        console.print(f"merged model: {out / 'merged'}")

@@ -2,7 +2,8 @@
 
 The engine is the same for every family; each family's task is named in `TASKS`:
 next-token windows for the GPT, truncated BPTT for recurrent networks, dynamic masking for
-BERT (`masking.py`), packed conversations for chat fine-tuning (`sft.py`).
+BERT (`masking.py`), packed conversations for chat fine-tuning (`sft.py`), labelled texts and
+pairs for a classifier (`classify.py`).
 """
 
 from __future__ import annotations
