@@ -17,10 +17,24 @@ from safetensors.torch import save as save_safetensors
 from torch import nn
 
 from sokhan.config import FinetuneConfig, TrainConfig
+from sokhan.inspect.curves import draw_loss_curve
 from sokhan.models.checkpoint import save_folder, weights_bytes
 from sokhan.models.lora import lora_state_dict, merge_lora
 from sokhan.models.trained import TrainedModel
-from sokhan.train.engine import Trainer
+from sokhan.train.distributed import env_rank
+from sokhan.train.engine import Trainer, TrainResult
+from sokhan.train.tasks import Task
+
+
+def train_and_save(model: nn.Module, task: Task, ft: FinetuneConfig, cfg: TrainConfig, run_config: dict[str, Any],
+                   base: TrainedModel, console: Console) -> TrainResult:
+    """A fine-tune's training on the engine, then (LoRA) its adapters, written once by rank 0 under torchrun."""
+    tokenizer_json = base.tokenizer.hf.to_str()
+    trainer = Trainer(model, task, cfg, run_config, tokenizer_json, console, on_save=draw_loss_curve)
+    result = trainer.fit()
+    if ft.lora and not env_rank():
+        save_adapters(whole(model, trainer), ft, cfg, run_config, str(base.path), tokenizer_json, console)
+    return result
 
 
 def whole(model: nn.Module, trainer: Trainer) -> nn.Module:

@@ -26,16 +26,14 @@ from sokhan.data.labelled import Fields, LabelledText, label_order, read_labelle
 from sokhan.data.prepare import hash_split
 from sokhan.device import resolve_device
 from sokhan.errors import SokhanError
-from sokhan.inspect.curves import draw_loss_curve
 from sokhan.models.checkpoint import latest_checkpoint, read_config
 from sokhan.models.classifier import BACKBONES, TransformerClassifier, check_backbone
 from sokhan.models.lora import apply_lora, merge_lora
 from sokhan.models.trained import TrainedModel
-from sokhan.recipes.adapters import save_adapters, whole
+from sokhan.recipes.adapters import train_and_save
 from sokhan.text.pair_template import TEMPLATE_NAME, PairTemplate
 from sokhan.train.classify import ClassifyTask, LabelledRows, encode_rows
-from sokhan.train.distributed import env_rank
-from sokhan.train.engine import Trainer, TrainResult
+from sokhan.train.engine import TrainResult
 
 DEFAULT_POOLING = {"gpt": "last", "bert": "first"}  # GPT-1 §3.3 and BERT §4.1
 
@@ -63,12 +61,7 @@ def finetune_classifier(ft: FinetuneConfig, cfg: TrainConfig, console: Console) 
     if ft.lora:
         adapt(model, ft, run_config, console)
     task = ClassifyTask(rows, cfg.batch_size, resolve_device(cfg.device))
-    tokenizer_json = base.tokenizer.hf.to_str()
-    trainer = Trainer(model, task, cfg, run_config, tokenizer_json, console, on_save=draw_loss_curve)
-    result = trainer.fit()
-    if ft.lora and not env_rank():  # under torchrun: rank 0 writes them, once
-        save_adapters(whole(model, trainer), ft, cfg, run_config, str(base.path), tokenizer_json, console)
-    return result
+    return train_and_save(model, task, ft, cfg, run_config, base, console)
 
 
 def check_base(base: TrainedModel) -> None:

@@ -26,14 +26,13 @@ from sokhan.data.conversations import iter_conversations
 from sokhan.data.prepare import hash_split
 from sokhan.device import resolve_device
 from sokhan.errors import SokhanError
-from sokhan.inspect.curves import draw_loss_curve
 from sokhan.models.lora import apply_lora
 from sokhan.models.trained import TrainedModel
-from sokhan.recipes.adapters import save_adapters, whole
+from sokhan.recipes.adapters import train_and_save
 from sokhan.recipes.classify import finetune_classifier
 from sokhan.text.chat_template import TEMPLATE_NAME, ChatTemplate, Message
 from sokhan.train.distributed import env_rank
-from sokhan.train.engine import Trainer, TrainResult
+from sokhan.train.engine import TrainResult
 from sokhan.train.sft import SFTTask, pack
 
 
@@ -79,9 +78,4 @@ def finetune(ft: FinetuneConfig, cfg: TrainConfig, console: Console | None = Non
         console.print(f"LoRA rank {ft.lora_rank} on {len(wrapped)} layers: {trainable:,} trainable parameters")
     task = SFTTask({s: p[0] for s, p in packed.items()}, {s: p[1] for s, p in packed.items()}, cfg.batch_size,
                    resolve_device(cfg.device))
-    tokenizer_json = base.tokenizer.hf.to_str()
-    trainer = Trainer(model, task, cfg, run_config, tokenizer_json, console, on_save=draw_loss_curve)
-    result = trainer.fit()
-    if ft.lora and not env_rank():  # under torchrun: rank 0 writes them, once
-        save_adapters(whole(model, trainer), ft, cfg, run_config, str(base.path), tokenizer_json, console)
-    return result
+    return train_and_save(model, task, ft, cfg, run_config, base, console)

@@ -68,11 +68,12 @@ def write_report(runs: list[str | Path], out_dir: str | Path, device: str = "aut
     except SokhanError as e:  # no metrics to draw (an n-gram is counted, not trained): the card says so
         curves = None
         cards[0].notes.append(f"no training curves: {e}")
-    text = render(cards, environment(), curves.name if curves is not None else None)
+    machine = environment()
+    text = render(cards, machine, curves.name if curves is not None else None)
     path = out / "report.md"
     try:
         write_atomic(path, text)
-        write_atomic(out / "report.json", json.dumps({"environment": environment(), "runs": [
+        write_atomic(out / "report.json", json.dumps({"environment": machine, "runs": [
             {"run": str(c.run), "family": c.family, **{name: dict(rows) for name, rows in c.sections.items()},
              "samples": c.samples} for c in cards]}, ensure_ascii=False, indent=1, default=str) + "\n")
     except OSError as e:
