@@ -1,4 +1,4 @@
-"""`sokhan prepare`: a corpus → normalized, split, tokenized train.bin / val.bin, tokenizer.json, meta.json."""
+"""`sokhan prepare`: a corpus → normalized, split, tokenized shards (train-NNNNN.bin, val-…), tokenizer, meta.json."""
 
 from __future__ import annotations
 
