@@ -3,7 +3,8 @@
 The source texts say an encoder that reads both sides suits encoding tasks and a left-to-right decoder suits
 generation. Here both are pretrained the same way on the same corpus — the same preset (layers, width, heads,
 context), the same tokenizer, the same wall-clock budget, on this machine — then each is fine-tuned with a
-classification head (`sokhan finetune --task classify`: BERT reads its first position, GPT its last token) on two
+classification head (`sokhan finetune --task classify`: BERT reads its first position, GPT its last token; with
+`--pair-encoding separate` each text of a pair is read alone and mean-pooled, the head comparing the two) on two
 ParsiNLU tasks for the same budget, and scored on the held-out test files beside the majority class:
 
 * entailment (premise, hypothesis → entailment / neutral / contradiction): train on `entailment.train.jsonl`, test on
@@ -15,6 +16,7 @@ The data is `../shared/data/fa-tasks` (ParsiNLU, CC BY-NC-SA: read, never copied
 
     python benchmarks/encoder_vs_decoder.py                                  # Hafez, 5 min each pretraining
     python benchmarks/encoder_vs_decoder.py --pretrain-time 120 --finetune-time 60 --out runs/encdec-quick
+    python benchmarks/encoder_vs_decoder.py --pair-encoding separate --out runs/encdec-separate
 """
 
 from __future__ import annotations
@@ -66,6 +68,8 @@ def main() -> None:
     parser.add_argument("--preset", default="small", help="the size of both models")
     parser.add_argument("--pretrain-time", type=int, default=300, help="seconds of pretraining, each model")
     parser.add_argument("--finetune-time", type=int, default=180, help="seconds of fine-tuning, each model and task")
+    parser.add_argument("--pair-encoding", choices=("joint", "separate"), default="joint",
+                        help="how the classifiers read a pair (`sokhan finetune --pair-encoding`)")
     parser.add_argument("--seed", type=int, default=1337)
     parser.add_argument("--out", type=Path, default=Path("runs/encoder-vs-decoder"))
     args = parser.parse_args()
@@ -88,7 +92,8 @@ def main() -> None:
             run = out / f"{family}-{task}"
             spent = sokhan("finetune", "--task", "classify", "--base", str(out / family),
                            "--data", str(TASKS_DIR / train), "--text-field", text, "--pair-field", pair,
-                           "--label-field", "label", "--out-dir", str(run), "--max-time", str(args.finetune_time),
+                           "--label-field", "label", "--pair-encoding", args.pair_encoding,
+                           "--out-dir", str(run), "--max-time", str(args.finetune_time),
                            "--max-steps", str(UNBOUNDED),
                            "--seed", str(args.seed), "--no-progress")
             sokhan("evaluate", str(run), "--task", "classify", "--data", str(TASKS_DIR / test))
@@ -96,7 +101,7 @@ def main() -> None:
             rows.append((task, family, 100 * scores["accuracy"], 100 * scores.get("macro-F1", float("nan")), spent))
     lines = [f"Pretraining: {args.corpus}, preset {args.preset}, {args.pretrain_time} s each "
              f"(gpt {seconds['gpt']:.0f} s, bert {seconds['bert']:.0f} s of wall time with the command); "
-             f"fine-tuning {args.finetune_time} s each.", "",
+             f"fine-tuning {args.finetune_time} s each, pairs read {args.pair_encoding}.", "",
              "| task | model | accuracy | macro-F1 | fine-tune command time |", "|---|---|---|---|---|"]
     for task, model, accuracy, f1, spent in rows:
         f1_text = "" if f1 is None else f"{f1:.1f} %"

@@ -21,6 +21,7 @@ from sokhan.config import FINETUNE_DEFAULTS, ClassifierConfig, FinetuneConfig, M
 from sokhan.data.labelled import Fields, label_order, read_labelled
 from sokhan.errors import SokhanError
 from sokhan.eval import classification
+from sokhan.infer.classify import label_probabilities
 from sokhan.inspect import read_html_data
 from sokhan.models.checkpoint import latest_checkpoint, read_config
 from sokhan.models.classifier import TransformerClassifier, pad_right, padding_mask
@@ -203,7 +204,8 @@ def test_a_gpt_classifier_end_to_end(gpt_classifier, tiny_run, pair_data, tmp_pa
     majority class on held-out subjects."""
     saved = read_config(latest_checkpoint(gpt_classifier))
     assert saved["classifier"] == {"labels": [POSITIVE, NEGATIVE], "pooling": "last", "text_field": "متن",
-                                   "pair_field": "نظر", "label_field": "برچسب", "template": "sokhan-pair-v1"}
+                                   "pair_field": "نظر", "label_field": "برچسب", "template": "sokhan-pair-v1",
+                                   "pair_encoding": "joint"}
     lm = LanguageModel.load(gpt_classifier)
     assert lm.capabilities.classifies and lm.labels == [POSITIVE, NEGATIVE]
     assert lm.model.head.weight.shape == (2, lm.model.config.n_embd)
@@ -253,6 +255,43 @@ def test_a_bert_classifier_end_to_end(tiny_bert, tmp_path, capsys):
     lm = LanguageModel.load(tmp_path / "first")
     assert [label for label, _ in lm.classify("این فیلم خوب بود")] in ([POSITIVE, NEGATIVE], [NEGATIVE, POSITIVE])
     capsys.readouterr()
+
+
+def test_a_classifier_that_reads_pairs_separately_end_to_end(tiny_run, pair_data, tmp_path, capsys):
+    """--pair-encoding separate: each text read alone and mean-pooled (u, v), the head reads (u, v, |u − v|,
+    u ∗ v) (InferSent §3.1, fine-tuned as Sentence-BERT §3) — checked against the stack run on each text by hand;
+    saved, read back by classify and evaluate, above the majority class on held-out subjects; padding never read."""
+    out = tmp_path / "separate"
+    fine_tune(tiny_run, pair_data, out, pair_encoding="separate")
+    saved = read_config(latest_checkpoint(out))["classifier"]
+    assert saved["pair_encoding"] == "separate" and saved["pooling"] == "mean"  # auto: Sentence-BERT's mean
+    lm = LanguageModel.load(out)
+    model, n_embd = lm.model, lm.model.config.n_embd
+    assert model.head.weight.shape == (2, 4 * n_embd)
+
+    template = PairTemplate(lm.tokenizer, lm.normalize, lm.block_size)
+    texts = [("غذای دیروز", "عالی بود"), ("آن نقاشی بزرگ", "زشت بود")]
+
+    def pooled(text: str) -> torch.Tensor:  # one text alone: the mean of its final (normed) states
+        ids = torch.tensor([template.encode(text).ids])
+        return model.final_norm(model.stack(ids)[0])[0].mean(dim=0)
+
+    with torch.no_grad():
+        by_hand = torch.stack([model.head(torch.cat([u, v, (u - v).abs(), u * v]))
+                               for u, v in ((pooled(a), pooled(b)) for a, b in texts)])
+    probs = label_probabilities(lm, [a for a, _ in texts], [b for _, b in texts])  # batched and padded
+    torch.testing.assert_close(probs.values, torch.softmax(by_hand, dim=-1), rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="give the pair"):
+        model(torch.tensor([template.encode("دل").ids]))
+
+    assert main(["classify", str(out), "غذای دیروز", "عالی بود", "--device", "cpu"]) == 0
+    assert capsys.readouterr().out.splitlines()[0].split()[-1] == POSITIVE
+    test = jsonl(tmp_path / "test.jsonl", records(pairs=True, subjects=["غذای دیروز", "آن نقاشی"])[:10])
+    assert main(["evaluate", str(out), "--task", "classify", "--data", str(test), "--device", "cpu"]) == 0
+    assert "(read separately)" in capsys.readouterr().out
+    result = json.loads((out / "eval" / "classify-test.json").read_text(encoding="utf-8"))
+    assert result["details"]["pair_encoding"] == "separate"
+    assert result["metrics"]["accuracy"]["value"] > result["metrics"]["majority class"]["value"]  # it learnt
 
 
 def test_a_stopped_and_resumed_run_equals_an_uninterrupted_one(tiny_run, pair_data, tmp_path):
@@ -314,6 +353,11 @@ def test_bad_records_and_fields_are_one_line(tiny_run, gpt_classifier, pair_data
     one_line_error(capsys, main(["finetune", "--task", "classify", "--base", str(tiny_run)]), "give --data FILE.jsonl")
     one_line_error(capsys, main(["finetune", "--pair-field", "نظر"]), "pair_field is an option of --task classify")
     one_line_error(capsys, main([*run, "--data", str(pair_data), "--pooling", "first"]), "seen only itself")
+    single = [a for a in run if a not in ("--pair-field", "نظر")]
+    one_line_error(capsys, main([*single, "--data", str(pair_data), "--pair-encoding", "separate"]),
+                   "--pair-encoding separate", "--pair-field")
+    one_line_error(capsys, main(["finetune", "--pair-encoding", "separate"]),
+                   "pair_encoding is an option of --task classify")
     one_line_error(capsys, main([*run, "--base", str(gpt_classifier), "--data", str(pair_data)]),
                    "is a classifier already")
 

@@ -62,6 +62,7 @@ def how(details: dict) -> list[str]:
     if "fields" in details:  # classify
         fields = details["fields"]
         texts = f"{fields['text']} + {fields['pair']}" if fields["pair"] else fields["text"]
+        texts += " (read separately)" if details["pair_encoding"] == "separate" else ""
         said.append(f"{texts} → {fields['label']}, pooling {details['pooling']}, majority "
                     f"'{details['majority_label']}'")
         if details["cut_to_context"]:

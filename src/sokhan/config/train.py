@@ -14,6 +14,7 @@ LORA_TARGETS = ("qkv", "out", "up", "down")  # the Transformer's linear layers a
 FINETUNE_TASKS = ("chat", "classify")
 POOLINGS = ("first", "mean", "last")  # what a classifier's head reads (`sokhan.models.classifier`)
 PAIR_TEMPLATES = ("sokhan-pair-v1",)  # how a text or a pair is laid out (`sokhan.text.pair_template`)
+PAIR_ENCODINGS = ("joint", "separate")  # a pair read in one pass, or each text alone (`sokhan.models.classifier`)
 MAX_LABELS = 65536
 DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 DEVICE_HELP = "where to run: auto (a GPU if there is one, else the CPU), cpu, cuda, cuda:N or mps"
@@ -97,8 +98,13 @@ class FinetuneConfig(Config):
                               "are those the data holds")
     pooling: str = option("auto", "classify: what the head reads: first (the <|bos|> position, BERT's [CLS]), mean "
                           "(every real token), last (the last token, GPT-1's; a GPT's only position that has read "
-                          "everything); auto: first for bert, last for gpt", choices=("auto", *POOLINGS),
-                          what="pooling")
+                          "everything); auto: mean when the texts of a pair are read separately, else first for "
+                          "bert and last for gpt", choices=("auto", *POOLINGS), what="pooling")
+    pair_encoding: str = option("joint", "classify, pairs: joint (one pass over <|bos|> text <|eos|> pair <|eos|>, "
+                                "GPT-1's and BERT's) or separate (each text read alone, the head reads (u, v, |u-v|, "
+                                "u*v) of their pooled states, InferSent's and Sentence-BERT's; measured better for a "
+                                "small model on little data, see the README)", choices=PAIR_ENCODINGS,
+                                what="pair encoding")
     lora: bool = option(False, "train low-rank adapters (LoRA) instead of every weight")
     lora_rank: int = option(8, "rank r of each adapter", low=1)
     lora_alpha: float = option(16.0, "LoRA's α: the update is scaled by α / r", low=0, low_open=True)
@@ -116,7 +122,7 @@ class FinetuneConfig(Config):
         if self.task == "classify":
             self._check_classify()
         else:
-            changed = [name for name in ("text_field", "pair_field", "label_field", "pooling")
+            changed = [name for name in ("text_field", "pair_field", "label_field", "pooling", "pair_encoding")
                        if getattr(self, name) != getattr(FinetuneConfig, name)]
             if changed:
                 raise SokhanError(f"{changed[0]} is an option of --task classify (the task is {self.task})")
@@ -129,6 +135,9 @@ class FinetuneConfig(Config):
             raise SokhanError("--task classify needs a --text-field and a --label-field")
         if len(set(fields)) < len(fields):
             raise SokhanError(f"the text, pair and label fields must differ, got {', '.join(fields)}")
+        if self.pair_encoding == "separate" and not self.pair_field:
+            raise SokhanError("--pair-encoding separate reads the two texts of a pair apart; name the second one "
+                              "with --pair-field")
 
 
 @dataclass(frozen=True)
@@ -144,12 +153,17 @@ class ClassifierConfig(Config):
     label_field: str = option(help="the field holding the label")
     template: str = option(help="how a text or pair is laid out in tokens", choices=PAIR_TEMPLATES,
                            what="pair template")
+    pair_encoding: str = option("joint", "a pair read in one pass (joint) or each text alone (separate); "
+                                "classifiers saved before this field read pairs jointly", choices=PAIR_ENCODINGS,
+                                what="pair encoding")
 
     def check(self) -> None:
         if not 2 <= len(self.labels) <= MAX_LABELS:
             raise SokhanError(f"a classifier has 2 to {MAX_LABELS:,} labels, got {len(self.labels):,}")
         if len(set(self.labels)) < len(self.labels):
             raise SokhanError("the labels of a classifier must differ from one another")
+        if self.pair_encoding == "separate" and not self.pair_field:
+            raise SokhanError("a classifier that reads pairs separately needs its pair_field")
 
 
 @dataclass(frozen=True)

@@ -421,8 +421,8 @@ def classify(lm: TrainedModel, items: list[LabelledText], cfg: EvaluateConfig) -
                Metric("majority class", share, n)]
     saved = ClassifierConfig(**lm.config["classifier"])
     details = {"fields": dataclasses.asdict(classify_fields(cfg, saved)), "pooling": saved.pooling,
-               "majority_label": labels[best], "cut_to_context": probs.cut, "context": lm.block_size,
-               **classification.summary(matrix, labels)}
+               "pair_encoding": saved.pair_encoding, "majority_label": labels[best], "cut_to_context": probs.cut,
+               "context": lm.block_size, **classification.summary(matrix, labels)}
     outcomes = [{"where": item.where, "label": item.label, "predicted": labels[p],
                  "probability": round(float(probs.values[k, p]), 6), "correct": p == t}
                 for k, (item, t, p) in enumerate(zip(items, truth, predicted))]

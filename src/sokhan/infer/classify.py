@@ -1,8 +1,9 @@
 """A classifier's label probabilities for texts or text pairs, read as in fine-tuning.
 
 Each input is laid out by the pair template the model was trained with (`sokhan.text.pair_template`,
-named in its config.json) and the rows are scored in batches, longest first so that rows of a
-batch are alike, padded on the right (the head reads only real positions). The probabilities are
+named in its config.json) — a pair as one sequence, or each text alone for a classifier that reads
+them separately — and the rows are scored in batches, longest first so that rows of a batch are
+alike, padded on the right (the head reads only real positions). The probabilities are
 the softmax of the head's scores.
 """
 
@@ -44,19 +45,29 @@ def label_probabilities(lm: TrainedModel, texts: Sequence[str], pairs: Sequence[
     lm.require_classifier("label probabilities")
     pairs = pairs if pairs is not None else [None] * len(texts)
     template = PairTemplate(lm.tokenizer, lm.normalize, lm.block_size)
+    separate = lm.config["classifier"].get("pair_encoding") == "separate"
     encoded = []
     for text, pair in zip(texts, pairs):
         check_input(lm, pair)
-        encoded.append(template.encode(text, pair))
-    order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i].ids))
+        encoded.append([template.encode(text), template.encode(pair)] if separate else [template.encode(text, pair)])
+    order = sorted(range(len(encoded)), key=lambda i: -sum(len(e.ids) for e in encoded[i]))
     values = torch.empty(len(encoded), len(lm.labels))
     device = model_device(lm.model)
     for start in range(0, len(order), batch_size):
         rows = order[start:start + batch_size]
-        idx, lengths = pad_right([encoded[i].ids for i in rows], lm.tokenizer.pad_id)
-        logits = lm.model(idx.to(device), padding=padding_mask(lengths, idx.size(1)).to(device)).logits
+        texts_read = [padded([encoded[i][k].ids for i in rows], lm.tokenizer.pad_id, device)
+                      for k in range(len(encoded[rows[0]]))]
+        idx, padding = texts_read[0]
+        pair_idx, pair_padding = texts_read[1] if separate else (None, None)
+        logits = lm.model(idx, padding=padding, pair=pair_idx, pair_padding=pair_padding).logits
         values[rows] = torch.softmax(logits.float(), dim=-1).cpu()
-    return Probabilities(values, lm.labels, sum(e.cut for e in encoded))
+    return Probabilities(values, lm.labels, sum(any(e.cut for e in found) for found in encoded))
+
+
+def padded(rows: list[list[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows padded on the right and their padding mask, on `device`."""
+    idx, lengths = pad_right(rows, pad_id)
+    return idx.to(device), padding_mask(lengths, idx.size(1)).to(device)
 
 
 def classify(lm: TrainedModel, text: str, pair: str | None = None) -> list[tuple[str, float]]:

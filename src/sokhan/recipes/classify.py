@@ -3,7 +3,8 @@
 `sokhan finetune --task classify --base RUN --data train.jsonl --text-field … [--pair-field …]
 --label-field …`: the labels are those the training data holds (`sokhan.data.labelled.label_order`),
 the records are laid out by the pair template (`sokhan.text.pair_template`), and a linear head on
-one pooled state of the pretrained stack scores them (`sokhan.models.classifier`). The engine,
+one pooled state of the pretrained stack scores them (`sokhan.models.classifier`); with
+`--pair-encoding separate` the two texts of a pair are read apart and the head compares them. The engine,
 checkpoints, resume, the progress bar and torchrun are the pretraining ones (`ClassifyTask`). The
 model folder's config.json records the labels, the pooling, the fields and the template
 (`classifier`), which `TrainedModel.load`, `sokhan classify` and `sokhan evaluate --task classify`
@@ -36,13 +37,14 @@ from sokhan.train.classify import ClassifyTask, LabelledRows, encode_rows
 from sokhan.train.engine import TrainResult
 
 DEFAULT_POOLING = {"gpt": "last", "bert": "first"}  # GPT-1 §3.3 and BERT §4.1
+SEPARATE_POOLING = "mean"  # Sentence-BERT §3: the mean of the outputs, their default (best in the ablation of §6)
 
 
 def finetune_classifier(ft: FinetuneConfig, cfg: TrainConfig, console: Console) -> TrainResult:
     """Fine-tune `ft.base` into a classifier of `ft.data`'s records (module docstring); `cfg` is the engine's."""
     base = TrainedModel.load(ft.base, device="cpu")
     check_base(base)
-    pooling = pooling_for(ft.pooling, base.family)
+    pooling = pooling_for(ft.pooling, base.family, ft.pair_encoding)
     check_backbone(base.family, pooling)
     records = load_records(ft, cfg.seed)
     labels = label_order(r.label for r in records["train"])
@@ -51,9 +53,10 @@ def finetune_classifier(ft: FinetuneConfig, cfg: TrainConfig, console: Console) 
     check_resumed_labels(cfg, labels)
     classifier = ClassifierConfig(labels=labels, pooling=pooling,
                                   text_field=ft.text_field, pair_field=ft.pair_field, label_field=ft.label_field,
-                                  template=TEMPLATE_NAME)
+                                  template=TEMPLATE_NAME, pair_encoding=ft.pair_encoding)
     template = PairTemplate(base.tokenizer, base.normalize, base.block_size)
-    rows = {split: encode_rows(found, template, labels) for split, found in records.items()}
+    separate = classifier.pair_encoding == "separate"
+    rows = {split: encode_rows(found, template, labels, separate) for split, found in records.items()}
     describe(rows, labels, base.block_size, console)
     torch.manual_seed(cfg.seed)  # the head's initial weights
     model = classifier_from(base, classifier).train()
@@ -74,9 +77,12 @@ def check_base(base: TrainedModel) -> None:
                           f"{' or '.join(BACKBONES)}")
 
 
-def pooling_for(pooling: str, family: str) -> str:
-    """`auto` is the family's own: [CLS] (first) for BERT, the last token for GPT."""
-    return DEFAULT_POOLING[family] if pooling == "auto" else pooling
+def pooling_for(pooling: str, family: str, pair_encoding: str = "joint") -> str:
+    """`auto` is the family's own — [CLS] (first) for BERT, the last token for GPT — and the mean when the texts of a
+    pair are read separately (Sentence-BERT's)."""
+    if pooling != "auto":
+        return pooling
+    return SEPARATE_POOLING if pair_encoding == "separate" else DEFAULT_POOLING[family]
 
 
 def load_records(ft: FinetuneConfig, seed: int) -> dict[str, list[LabelledText]]:

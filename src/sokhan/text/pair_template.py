@@ -16,6 +16,9 @@ premise, a delimiter, the hypothesis, an extract token) and BERT's pair packing 
   The last ``<|eos|>`` is GPT-1's extract token: the one position of a left-to-right model that
   has read both texts (`pooling=last`).
 
+A classifier that reads the texts of a pair separately (`--pair-encoding separate`) lays out
+each one as a single text, ``<|bos|> text <|eos|>``, with the whole context to itself.
+
 A Transformer reads at most `block_size` tokens. A longer input is cut from the left, as
 `sokhan evaluate` cuts a context (the end of a text is nearest the separator and the last
 token): the pair keeps at least half of the room, the text the rest, each losing its beginning
