@@ -49,6 +49,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     # A modern small LLaMA-like recipe.
     "llama-tiny": dict(n_layer=4, n_head=4, n_embd=128, block_size=256, positional="rope", norm="rmsnorm",
                        activation="swiglu", bias=False, tie_weights=False),
+    # nanoGPT's README CPU shape (4 × 4 × 128, block 64, no dropout) with rotary positions, the first switch
+    # measured by benchmarks/speedrun.py on tiny Shakespeare: at half the nanoGPT-recipe peer's wall time, RoPE took
+    # sokhan from 2.934 held-out bits/char to 2.674 (peer 2.692); three runs of this preset on a quiet machine end
+    # 0.025 and 0.004 above the peer and 0.008 below (benchmarks/README.md). Issue 16's other switches are to come.
+    "speedrun": dict(n_layer=4, n_head=4, n_embd=128, block_size=64, dropout=0.0, positional="rope"),
     # GPT-2 small (124M) with its 50257-token vocabulary padded to 50304 (nanoGPT).
     "gpt2": dict(n_layer=12, n_head=12, n_embd=768, block_size=1024, vocab_size=50304),
     # The encoder–decoder of the paper, for translation (family seq2seq): n_layer encoder and n_layer
