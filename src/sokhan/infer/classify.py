@@ -49,7 +49,7 @@ def label_probabilities(lm: TrainedModel, texts: Sequence[str], pairs: Sequence[
     encoded = []
     for text, pair in zip(texts, pairs):
         check_input(lm, pair)
-        encoded.append([template.encode(text), template.encode(pair)] if separate else [template.encode(text, pair)])
+        encoded.append(template.encode_record(text, pair, separate))
     order = sorted(range(len(encoded)), key=lambda i: -sum(len(e.ids) for e in encoded[i]))
     values = torch.empty(len(encoded), len(lm.labels))
     device = model_device(lm.model)

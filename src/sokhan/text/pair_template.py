@@ -63,6 +63,11 @@ class PairTemplate:
             ids += [*b_kept, self.separator]
         return Encoded(ids, len(a_kept) < len(a) or (b is not None and len(b_kept) < len(b)))
 
+    def encode_record(self, text: str, pair: str | None, separate: bool) -> list[Encoded]:
+        """What a classifier reads for one record: the text (or pair) as one sequence, or with `separate` each text of
+        the pair laid out alone."""
+        return [self.encode(text), self.encode(pair)] if separate else [self.encode(text, pair)]
+
 
 def fit(a: list[int], b: list[int], room: int) -> tuple[list[int], list[int]]:
     """`a` and `b` cut from the left to `room` tokens together: `b` keeps at least half of the room (all of it

@@ -62,8 +62,7 @@ def encode_rows(records: list[LabelledText], template: PairTemplate, labels: lis
         if record.label not in index:
             raise SokhanError(f"{record.where}: label '{record.label}' is not one of the {len(labels)} labels of the "
                               f"training data ({', '.join(labels[:10])}{', …' if len(labels) > 10 else ''})")
-        encoded = [template.encode(record.text), template.encode(record.pair)] if separate else \
-            [template.encode(record.text, record.pair)]
+        encoded = template.encode_record(record.text, record.pair, separate)
         rows.append(encoded[0].ids)
         second.extend(e.ids for e in encoded[1:])
         targets.append(index[record.label])
