@@ -9,7 +9,8 @@ at `--peer-iters`) and `get_batch` (random windows, `torch.randint` offsets). It
 time T counts every iteration, batch drawing included, and no scoring.
 
 sokhan then trains for T/2 on the same training text through its own public command,
-`sokhan train --model gpt … --max-time T/2`, run in this process (`sokhan.cli.main`), so both
+`sokhan train --model gpt --preset speedrun … --max-time T/2` (the preset: the same shape with
+RoPE, trained with Muon at lr 8e-3; batch 12 as the peer's), run in this process (`sokhan.cli.main`), so both
 share the process, the threads and the load of the machine. Its clock is the engine's
 `elapsed`, the steps' time without the evaluations and checkpoints, which is what `--max-time`
 spends; its cosine follows that clock. A checkpoint every `--checkpoints`-th of the run tells
@@ -31,9 +32,9 @@ windows of 64 characters (whatever sokhan's context), stride 32, every held-out 
 window all of its targets, with the last training character as the context of the first;
 each later window its last 32), bits per character = total nats / ln 2 / characters scored.
 
-    python benchmarks/speedrun.py                                  # peer 2000 iterations, sokhan T/2
+    python benchmarks/speedrun.py                                  # peer 2000 iterations, sokhan --preset speedrun T/2
     python benchmarks/speedrun.py --repeats 3                      # the whole comparison three times
-    python benchmarks/speedrun.py --preset speedrun                # the preset's model instead of the shape
+    python benchmarks/speedrun.py --preset none                    # the shape with sokhan's default recipe
     python benchmarks/speedrun.py --sokhan-arg=--warmup-steps=100  # any `sokhan train` flag, passed through
 """
 
@@ -213,7 +214,7 @@ def train_sokhan(args: argparse.Namespace, data: Path, run: Path, budget: float,
     argv = ["train", "--data", str(data), "--out-dir", str(run), "--model", "gpt", "--batch-size", str(BATCH),
             "--max-time", f"{budget:.3f}", "--max-steps", str(10**9), "--eval-interval", str(interval),
             "--keep-checkpoints", "0", "--seed", str(seed), "--device", "cpu", "--no-progress"]
-    if args.preset:
+    if args.preset != "none":
         argv += ["--preset", args.preset]
     else:
         argv += [f"--{k.replace('_', '-')}={v}" for k, v in SHAPE.items()] + ["--dropout", "0"]
@@ -299,8 +300,9 @@ def main() -> None:
     p.add_argument("--peer-iters", type=int, default=2000, help="the peer's iterations (its cosine ends there)")
     p.add_argument("--repeats", type=int, default=1, help="run the whole comparison this many times")
     p.add_argument("--seed", type=int, default=1337, help="seed of both runs (repeat r uses seed + r)")
-    p.add_argument("--preset", default=None,
-                   help="sokhan's model preset instead of the nanoGPT shape (its own sizes and dropout)")
+    p.add_argument("--preset", default="speedrun",
+                   help="sokhan's preset (its model, and the training a preset brings: speedrun's Muon); none: the "
+                        "nanoGPT shape with sokhan's default recipe")
     p.add_argument("--sokhan-arg", action="append", metavar="FLAG",
                    help="a `sokhan train` flag passed through, e.g. --sokhan-arg=--lr=2e-3 (repeatable; wins)")
     p.add_argument("--checkpoints", type=int, default=40, help="about this many sokhan checkpoints per run")
@@ -313,7 +315,8 @@ def main() -> None:
     text = load_text(TINYSHAKESPEARE)
     print(f"tiny Shakespeare: {len(text.train):,} training characters, {len(text.heldout):,} held out, "
           f"{len(text.chars)} distinct; shape {SHAPE['n_layer']}×{SHAPE['n_head']}×{SHAPE['n_embd']}, block "
-          f"{SHAPE['block_size']}, batch {BATCH}; sokhan: {f'--preset {args.preset}' if args.preset else 'the shape'}"
+          f"{SHAPE['block_size']}, batch {BATCH}; "
+          f"sokhan: {f'--preset {args.preset}' if args.preset != 'none' else 'the shape'}"
           f"{' ' + ' '.join(args.sokhan_arg) if args.sokhan_arg else ''}; torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads", flush=True)
     with tempfile.TemporaryDirectory() as tmp:

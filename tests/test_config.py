@@ -2,7 +2,7 @@
 
 import pytest
 
-from sokhan.config import ModelConfig, PrepareConfig, TrainConfig, load_config
+from sokhan.config import ModelConfig, PrepareConfig, SampleConfig, TrainConfig, ZooConfig, load_config
 from sokhan.errors import SokhanError
 
 
@@ -13,6 +13,15 @@ def test_toml_then_overrides(tmp_path):
     assert (cfg.max_steps, cfg.lr, cfg.batch_size, cfg.compile) == (50, 3e-4, 4, True)
     model = load_config(ModelConfig, f, {"n_head": "2", "n_embd": "32"})
     assert (model.n_layer, model.n_head, model.n_embd) == (3, 2, 32)
+
+
+def test_comma_lists_split_for_names_from_a_list_but_never_for_free_text():
+    """`--families rnn,gpt` is two families (its help says comma-separated; it used to be one unknown family), while a
+    stop string may hold a comma."""
+    assert load_config(ZooConfig, None, {"families": ["rnn,gpt", "lstm"]}).families == ["rnn", "gpt", "lstm"]
+    assert load_config(SampleConfig, None, {"stop": ["a,b"]}).stop == ["a,b"]
+    with pytest.raises(SokhanError, match="unknown zoo family 'gpx'"):
+        load_config(ZooConfig, None, {"families": ["rnn,gpx"]})
 
 
 def test_bad_keys_and_values_are_user_errors(tmp_path):

@@ -190,8 +190,10 @@ def test_huge_dimensions_are_one_line_before_any_data_is_read(capsys, tmp_path):
 @pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("variant", [dict(), dict(tie_weights=False, bias=False), dict(norm="rmsnorm"),
                                      dict(positional="sinusoidal", prenorm=False), dict(positional="rope"),
-                                     dict(positional="none", activation="swiglu", ffn_hidden=40)],
-                         ids=["defaults", "untied-no-bias", "rmsnorm", "sinusoidal-postnorm", "rope", "swiglu"])
+                                     dict(positional="none", activation="swiglu", ffn_hidden=40),
+                                     dict(qk_norm=True, activation="relu2", zero_init_out=True)],
+                         ids=["defaults", "untied-no-bias", "rmsnorm", "sinusoidal-postnorm", "rope", "swiglu",
+                              "qk-norm-relu2"])
 def test_the_size_estimate_is_what_building_allocates(family, variant):
     """The ceiling is judged on `estimated_numbers`: it must count what the model really holds."""
     if family == "seq2seq" and variant.get("positional") == "rope":

@@ -2,8 +2,10 @@
 
 A tiny model is trained once (seconds). Generation is checked against the Python API with the
 same seed, so the server is shown to produce exactly the library's text, streamed or not,
-alone or with other clients at once. A second server wraps the model so that it is slow and
-never ends a reply by itself; with it, a client that hangs up can be seen to free the model.
+alone or with other clients at once (decoded together: continuous batching). A second server wraps
+the model so that it is slow and never ends a reply by itself; with it, a client that hangs up can
+be seen to free the model, or its row of the batch; a third, the same one request at a time
+(`max_batch=1`), shows requests queueing behind a reply. tests/test_batching.py has the rest of batching.
 """
 
 from __future__ import annotations
@@ -286,11 +288,23 @@ class SlowEndless(nn.Module):
         return out._replace(logits=logits)
 
 
-@pytest.fixture(scope="module")
-def slow(lm):
+def slow_server(lm: LanguageModel, max_batch: int) -> ServerThread:
     banned = [lm.tokenizer.eos_id, lm.tokenizer.token_id("<|end|>")]
     slow_lm = dataclasses.replace(lm, model=SlowEndless(lm.model, banned, delay=0.005))
-    with ServerThread(create_app(slow_lm, model_name="slow", max_tokens_cap=100_000)) as s:
+    return ServerThread(create_app(slow_lm, model_name="slow", max_tokens_cap=100_000, max_batch=max_batch))
+
+
+@pytest.fixture(scope="module")
+def slow(lm):
+    """The slow model, its replies decoded together (the default `max_batch`)."""
+    with slow_server(lm, 16) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def slow_single(lm):
+    """The slow model, one request at a time: a second request waits in the queue."""
+    with slow_server(lm, 1) as s:
         yield s
 
 
@@ -341,33 +355,51 @@ def quick_reply_time(url: str) -> float:
     return time.monotonic() - start
 
 
-def test_disconnect_mid_stream_frees_the_model(slow):
+def rows_in_use(server: ServerThread) -> int:
+    return server.server.config.app.state.server.worker.running()
+
+
+def wait_until_free(server: ServerThread) -> None:
+    deadline = time.monotonic() + TIMEOUT
+    while rows_in_use(server):
+        assert time.monotonic() < deadline, "the batch still decodes a reply nobody reads"
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize("single", [False, True], ids=["batched", "one-at-a-time"])
+def test_disconnect_mid_stream_frees_the_model(slow, slow_single, single):
     # 20,000 tokens at 5 ms each would hold the model for 100 s if the hang-up went unnoticed
+    server = slow_single if single else slow
     body = {"prompt": "دل", "max_tokens": 20_000, "stream": True}
-    with httpx.stream("POST", slow.url + "/v1/completions", json=body, timeout=TIMEOUT) as r:
+    with httpx.stream("POST", server.url + "/v1/completions", json=body, timeout=TIMEOUT) as r:
         assert r.status_code == 200
         lines = r.iter_lines()  # kept: dropping the iterator would close the connection right away
         got = [next(lines) for _ in range(3)]
         assert got[0].startswith("data: ")
+        assert rows_in_use(server) == (0 if single else 1)
     # leaving the block closed the connection mid-stream
-    assert quick_reply_time(slow.url) < 5.0
+    wait_until_free(server)
+    assert quick_reply_time(server.url) < 5.0
 
 
-def test_disconnect_while_queued_or_not_streaming_frees_the_model(slow):
+def test_disconnect_while_queued_or_not_streaming_frees_the_model(slow, slow_single):
     long = {"prompt": "دل", "max_tokens": 20_000}
     # a non-streaming client that gives up (its read times out) while its reply is generated
-    with pytest.raises(httpx.ReadTimeout):
-        httpx.post(slow.url + "/v1/completions", json=long, timeout=httpx.Timeout(TIMEOUT, read=0.5))
-    assert quick_reply_time(slow.url) < 5.0
+    for server in (slow, slow_single):
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(server.url + "/v1/completions", json=long, timeout=httpx.Timeout(TIMEOUT, read=0.5))
+        wait_until_free(server)
+        assert quick_reply_time(server.url) < 5.0
 
     # one client streams, a second waits in the queue behind it and gives up, then the first hangs up
-    with httpx.stream("POST", slow.url + "/v1/completions", json={**long, "stream": True}, timeout=TIMEOUT) as r:
+    # (batched, a second reply waits only when every row is taken: tests/test_batching.py)
+    url = slow_single.url
+    with httpx.stream("POST", url + "/v1/completions", json={**long, "stream": True}, timeout=TIMEOUT) as r:
         lines = r.iter_lines()  # kept: dropping the iterator would close the connection right away
         assert next(lines).startswith("data: ")
         with pytest.raises(httpx.ReadTimeout):
-            httpx.post(slow.url + "/v1/completions", json={**long, "stream": True},
-                       timeout=httpx.Timeout(TIMEOUT, read=0.5))
-    assert quick_reply_time(slow.url) < 5.0
+            httpx.post(url + "/v1/completions", json={**long, "stream": True}, timeout=httpx.Timeout(TIMEOUT, read=0.5))
+    assert quick_reply_time(url) < 5.0
 
 
 def test_server_without_key_accepts_any(lm):
@@ -538,22 +570,24 @@ def test_inspect_runs_on_the_model_thread(slow):
     assert slow_model.threads == {"sokhan-model"}
 
 
-def test_inspect_waits_its_turn_and_is_dropped_if_its_client_leaves(slow):
-    slow_model = slow.server.config.app.state.server.lm.model
+def test_inspect_waits_its_turn_and_is_dropped_if_its_client_leaves(slow_single):
+    # one request at a time: the inspector waits for the reply before it (batched, it runs between two steps:
+    # tests/test_batching.py)
+    slow_model = slow_single.server.config.app.state.server.lm.model
     body = json.dumps({"text": SENTENCE, "k": 3}).encode()
     headers = {"Content-Type": "application/json"}
-    with httpx.stream("POST", slow.url + "/v1/completions", json={"prompt": "دل", "max_tokens": 20_000,
-                                                                   "stream": True}, timeout=TIMEOUT) as r:
+    with httpx.stream("POST", slow_single.url + "/v1/completions", json={"prompt": "دل", "max_tokens": 20_000,
+                                                                          "stream": True}, timeout=TIMEOUT) as r:
         lines = r.iter_lines()  # kept: dropping the iterator would close the connection right away
         assert next(lines).startswith("data: ")
         slow_model.uncached = 0
         # queued behind the stream, the inspector's client gives up
         with pytest.raises(httpx.ReadTimeout):
-            httpx.post(slow.url + "/inspect/next", content=body, headers=headers,
+            httpx.post(slow_single.url + "/inspect/next", content=body, headers=headers,
                        timeout=httpx.Timeout(TIMEOUT, read=0.5))
-    assert quick_reply_time(slow.url) < 5.0
+    assert quick_reply_time(slow_single.url) < 5.0
     assert slow_model.uncached == 0  # the abandoned call never ran
-    assert inspect(slow.url, "next", {"text": SENTENCE, "k": 3}, key=None).status_code == 200
+    assert inspect(slow_single.url, "next", {"text": SENTENCE, "k": 3}, key=None).status_code == 200
     assert slow_model.uncached == 1
 
 

@@ -324,13 +324,15 @@ def test_api_key_from_a_file_or_the_environment(tiny_run, served, monkeypatch, t
 
     (tmp_path / "key").write_text("کلید از پرونده\n", encoding="utf-8")
     assert main(["serve", str(tiny_run), "--api-key-file", str(tmp_path / "key"), "--allowed-host", "a.example",
-                 "--cors-origin", "http://b.example", "--max-queued", "3"]) == 0
+                 "--cors-origin", "http://b.example", "--max-queued", "3", "--max-batch", "1"]) == 0
     monkeypatch.setenv("SOKHAN_API_KEY", "from-env")
     assert main(["serve", str(tiny_run)]) == 0
     assert main(["serve", str(tiny_run), "--api-key", "typed"]) == 0  # a flag typed wins
     assert [c["api_key"] for c in served] == ["کلید از پرونده", "from-env", "typed"]
     assert (served[0]["allowed_hosts"], served[0]["cors_origins"], served[0]["max_queued"]) == (
         ["a.example"], ["http://b.example"], 3)
+    assert [c["max_batch"] for c in served] == [1, 16, 16]  # one request at a time, or the default batch
+    assert main(["serve", str(tiny_run), "--max-batch", "0"]) == 2
     assert main(["serve", str(tiny_run), "--api-key", "a", "--api-key-file", str(tmp_path / "key")]) == 2
     assert main(["serve", str(tiny_run), "--api-key-file", str(tmp_path / "missing")]) == 2
     assert main(["serve", str(tiny_run), "--cors-origin", "app.example"]) == 2  # an origin has a scheme

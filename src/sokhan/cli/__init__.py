@@ -31,6 +31,7 @@ from sokhan.cli import (
     report_card,
     sample,
     serve,
+    sweep,
     train,
     translate,
     translate_train,
@@ -40,7 +41,7 @@ from sokhan.cli.arguments import Parser, check_utf8, console
 from sokhan.errors import SokhanError
 
 COMMANDS = (demo, prepare, train, sample, finetune, chat, classify, translate_train, translate, evaluate,
-            evaluate_tasks, report_card, fill, leaderboard, zoo, inspect, serve, export, import_model)
+            evaluate_tasks, report_card, fill, leaderboard, zoo, sweep, inspect, serve, export, import_model)
 
 
 def build_parser() -> Parser:

@@ -37,7 +37,9 @@ def shown(value: Any) -> str:
     if isinstance(value, bool):
         return "on" if value else "off"
     if isinstance(value, list):
-        return ",".join(map(str, value)) or "none"
+        return ",".join(map(shown, value)) or "none"
+    if isinstance(value, float):
+        return f"{value:g}"  # 1e+11, not 100000000000.0; 0.001 stays 0.001
     return str(value)
 
 

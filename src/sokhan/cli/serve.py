@@ -51,4 +51,5 @@ def run(args: argparse.Namespace) -> None:
         lm.require_causal("serving a chat API")
     serve(lm, cfg.host, cfg.port, model_name=cfg.model_name or default_model_name(args.model), api_key=key,
           max_tokens_cap=cfg.max_tokens_cap, allowed_hosts=cfg.allowed_host, cors_origins=cfg.cors_origin,
-          max_queued=cfg.max_queued, body_timeout=cfg.body_timeout, announce=console.print)
+          max_queued=cfg.max_queued, body_timeout=cfg.body_timeout, max_batch=cfg.max_batch,
+          announce=console.print)

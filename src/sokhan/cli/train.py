@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from sokhan.cli.arguments import add_config_file, add_config_flags, config_from, console, given
-from sokhan.config import ModelConfig, TrainConfig, config_values
+from sokhan.cli.arguments import add_config_file, add_config_flags, config_from, console, given, shown
+from sokhan.config import PRESET_TRAINING, ModelConfig, TrainConfig, config_values
 
 NAME = "train"
 ALIASES = ("pretrain",)
@@ -14,7 +14,9 @@ HELP = "train a model of any family on prepared data: --model gpt|bert|rnn|lstm|
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_file(parser, "train", "model")
-    add_config_flags(parser, TrainConfig())
+    notes = {name: f"{shown(getattr(TrainConfig(), name))}; {value} with --preset {preset}"
+             for preset, values in PRESET_TRAINING.items() for name, value in values.items()}
+    add_config_flags(parser, TrainConfig(), notes=notes)
     add_config_flags(parser, ModelConfig.create(), aliases={"family": "--model"},
                      notes={"vocab_size": "the tokenizer's"})
 
@@ -27,9 +29,9 @@ def run(args: argparse.Namespace) -> int:
     from sokhan.recipes.pretrain import pretrain
     from sokhan.train.distributed import env_rank
 
-    cfg = config_from(args, TrainConfig)
     model = config_values(ModelConfig, args.config, given(args, ModelConfig))
     checked = ModelConfig.create(**model)  # every model option checked before any data is read
+    cfg = config_from(args, TrainConfig, base=TrainConfig(**PRESET_TRAINING.get(checked.preset or "", {})))
     next_step = f"sokhan sample {cfg.out_dir}"
     if not FAMILIES[checked.family].capabilities.causal:
         next_step = f"sokhan fill {cfg.out_dir} \"… <mask> …\""

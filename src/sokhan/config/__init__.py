@@ -13,10 +13,17 @@ from sokhan.config.base import (
 from sokhan.config.data import NormalizerConfig, PrepareConfig
 from sokhan.config.evaluate import EvaluateConfig
 from sokhan.config.model import DEFAULT_PRESET, FAMILIES, PRESETS, ModelConfig
-from sokhan.config.recipes import ZOO_FAMILIES, DemoConfig, ZooConfig
+from sokhan.config.recipes import ZOO_FAMILIES, DemoConfig, SweepConfig, ZooConfig
 from sokhan.config.sample import SampleConfig
 from sokhan.config.serve import ServeConfig
-from sokhan.config.train import FINETUNE_DEFAULTS, ClassifierConfig, FinetuneConfig, LoraConfig, TrainConfig
+from sokhan.config.train import (
+    FINETUNE_DEFAULTS,
+    PRESET_TRAINING,
+    ClassifierConfig,
+    FinetuneConfig,
+    LoraConfig,
+    TrainConfig,
+)
 from sokhan.config.translate import TranslateConfig, TranslateTrainConfig
 
 __all__ = [
@@ -24,6 +31,7 @@ __all__ = [
            "FAMILIES",
            "FINETUNE_DEFAULTS",
            "PRESETS",
+           "PRESET_TRAINING",
            "ZOO_FAMILIES",
            "ClassifierConfig",
            "Config",
@@ -36,6 +44,7 @@ __all__ = [
            "PrepareConfig",
            "SampleConfig",
            "ServeConfig",
+           "SweepConfig",
            "TrainConfig",
            "TranslateConfig",
            "TranslateTrainConfig",

@@ -254,9 +254,9 @@ def coerce(cls: type, name: str, value: Any) -> Any:
     if spec.kind is list:
         if isinstance(value, str):
             value = json.loads(value) if value.startswith("[") else [value]
-        if isinstance(value, list):  # repeated flags; "2,3" also splits when the items are not strings
-            parts = [p for v in value for p in (v.split(",") if isinstance(v, str) and spec.item is not str else [v])
-                     if p != ""]
+        if isinstance(value, list):  # repeated flags; "2,3" also splits when the items are not free text (numbers,
+            split = spec.item is not str or bool(spec.choices)  # or names from a list: "rnn,gpt"; a stop string is)
+            parts = [p for v in value for p in (v.split(",") if isinstance(v, str) and split else [v]) if p != ""]
             return [_parse(spec, p, spec.item) if isinstance(p, str) else p for p in parts]
         return value
     if isinstance(value, str) and spec.kind is not str:

@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 from sokhan.config.base import Config, option
 from sokhan.errors import SokhanError
 
+ACTIVATIONS = ("relu", "gelu", "gelu_tanh", "swiglu", "relu2")
 FAMILIES = ("gpt", "bert", "rnn", "lstm", "gru", "ngram", "seq2seq")  # each is a class in sokhan.models.FAMILIES
 MAX_NGRAM_ORDER = 8
 # The ceilings of the module docstring.
@@ -49,10 +50,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     # A modern small LLaMA-like recipe.
     "llama-tiny": dict(n_layer=4, n_head=4, n_embd=128, block_size=256, positional="rope", norm="rmsnorm",
                        activation="swiglu", bias=False, tie_weights=False),
-    # nanoGPT's README CPU shape (4 × 4 × 128, block 64, no dropout) with rotary positions, the first switch
-    # measured by benchmarks/speedrun.py on tiny Shakespeare: at half the nanoGPT-recipe peer's wall time, RoPE took
-    # sokhan from 2.934 held-out bits/char to 2.674 (peer 2.692); three runs of this preset on a quiet machine end
-    # 0.025 and 0.004 above the peer and 0.008 below (benchmarks/README.md). Issue 16's other switches are to come.
+    # nanoGPT's README CPU shape (4 × 4 × 128, block 64, no dropout) with rotary positions; `sokhan train --preset
+    # speedrun` also trains it with Muon at lr 8e-3 (config/train.py PRESET_TRAINING). Measured by
+    # benchmarks/speedrun.py on tiny Shakespeare at half the nanoGPT-recipe peer's wall time (one core, one run
+    # each; benchmarks/README.md): with AdamW at lr 1e-3 2.768, with Muon at 8e-3 2.426 (the peer: 2.692).
+    # ReLU², QK-norm, zero-initialized projections and an untied head are switches measured there and left out.
     "speedrun": dict(n_layer=4, n_head=4, n_embd=128, block_size=64, dropout=0.0, positional="rope"),
     # GPT-2 small (124M) with its 50257-token vocabulary padded to 50304 (nanoGPT).
     "gpt2": dict(n_layer=12, n_head=12, n_embd=768, block_size=1024, vocab_size=50304),
@@ -82,7 +84,8 @@ class ModelConfig(Config):
     preset: str | None = option(
         None, "named starting values that the other model options change: tiny (2 layers × 64), small (4 × 128, "
         "the demo's), medium (6 × 384), paper (the 2017 base model), llama-tiny (RoPE, RMSNorm, SwiGLU), "
-        "gpt2 (124M); for translation seq2seq-tiny, seq2seq-small (the CPU default), seq2seq-base (the paper's)",
+        "speedrun (nanoGPT's CPU shape with RoPE, trained with Muon), gpt2 (124M); for translation "
+        "seq2seq-tiny, seq2seq-small (the CPU default), seq2seq-base (the paper's)",
         choices=tuple(PRESETS), what="model preset")
     family: str = option("gpt", "the kind of model: a GPT decoder, a BERT masked encoder, a recurrent network "
                          "(rnn, lstm, gru), a counted n-gram model, or the paper's encoder–decoder for translation "
@@ -113,14 +116,18 @@ class ModelConfig(Config):
     prenorm: bool = option(True, "normalize before each sublayer (GPT-2 on); --no-prenorm is the paper's "
                            "post-norm 'Add & Norm'")
     activation: str = option("gelu", "feed-forward activation: relu (the paper), gelu (exact, BERT/nanoGPT), "
-                             "gelu_tanh (GPT-2's approximation) or swiglu (LLaMA)",
-                             choices=("relu", "gelu", "gelu_tanh", "swiglu"))
+                             "gelu_tanh (GPT-2's approximation), swiglu (LLaMA) or relu2 (ReLU squared, Primer)",
+                             choices=ACTIVATIONS)
     tie_weights: bool = option(True, "share the output layer's weights with the token embedding (paper §3.4)")
     scale_embeddings: bool = option(False, "multiply token embeddings by √d_model (paper §3.4)")
     bias: bool = option(True, "biases in the linear layers and LayerNorms")
     norm_eps: float = option(1e-5, "epsilon inside the normalization layers", low=0, low_open=True)
     rope_base: float = option(10000.0, "RoPE's base: the longest rotation wavelength grows with it",
                               low=1, low_open=True)
+    qk_norm: bool = option(False, "RMS-normalize each head's queries and keys before their dot product (QK-norm, "
+                           "as OLMo 2 and the modded-nanoGPT speedrun): attention logits stay bounded")
+    zero_init_out: bool = option(False, "start every block's output projections (attention W^O, feed-forward W₂) at "
+                                 "zero, so each block begins as the identity (the modded-nanoGPT speedrun)")
     attention: str = option("sdpa", "attention kernel: sdpa (PyTorch's fused kernel) or explicit (the "
                             "paper's formula written out; same numbers, and the weights can be seen)",
                             choices=("sdpa", "explicit"))
@@ -170,7 +177,8 @@ class ModelConfig(Config):
         bias = d if self.bias else 0
         norm = d + bias if self.norm == "layernorm" else d
         up = 2 * self.ffn_size if self.activation == "swiglu" else self.ffn_size
-        block = (2 * norm + 3 * d * d + 3 * bias + d * d + bias  # norms, attention (qkv, out)
+        qk = 2 * self.head_size if self.qk_norm else 0  # the two RMSNorm gains over a head
+        block = (2 * norm + qk + 3 * d * d + 3 * bias + d * d + bias  # norms, attention (qkv, out)
                  + d * up + (up if self.bias else 0) + self.ffn_size * d + bias)  # feed-forward (up, down)
         positions = {"learned": self.block_size * d, "sinusoidal": self.block_size * d,
                      "rope": 2 * self.block_size * self.head_size, "none": 0}[self.positional]

@@ -12,6 +12,7 @@ from sokhan.errors import SokhanError
 
 API_KEY_ENV = "SOKHAN_API_KEY"  # where the key may come from instead of argv, which every user of the machine can read
 MAX_QUEUED = 64  # requests waiting for the model before more are refused with 429: one per client of a 64-client load
+MAX_BATCH = 16  # replies decoded together: on a CPU, 16 one-token rows cost about what one does (serve/worker.py)
 BODY_TIMEOUT = 30.0  # seconds a client has to send its whole request body
 
 
@@ -33,6 +34,8 @@ class ServeConfig(Config):
                                     factory=list)
     max_queued: int = option(MAX_QUEUED, "the most requests that may wait for the model; more are answered 429 "
                              "with Retry-After", low=1)
+    max_batch: int = option(MAX_BATCH, "the most replies a GPT decodes together, one token each per step "
+                            "(continuous batching; 1: one request at a time, as other families always are)", low=1)
     body_timeout: float = option(BODY_TIMEOUT, "seconds a client has to send its request body (408 after)", low=0,
                                  low_open=True)
     max_tokens_cap: int | None = option(None, "the largest max_tokens a request may ask for (unset: the model's "

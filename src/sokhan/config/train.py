@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from sokhan.config.base import SEED_MAX, SEED_MIN, Config, option
 from sokhan.errors import SokhanError
@@ -18,6 +18,12 @@ PAIR_ENCODINGS = ("joint", "separate")  # a pair read in one pass, or each text 
 MAX_LABELS = 65536
 DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 DEVICE_HELP = "where to run: auto (a GPU if there is one, else the CPU), cpu, cuda, cuda:N or mps"
+
+
+OPTIMIZERS = ("adamw", "muon")  # `sokhan.train.optim.make_optimizer`
+# What a model preset brings to training, below the --config values and flags typed (`sokhan train --preset NAME`):
+# the speedrun is a model and its optimizer together (benchmarks/README.md, "speedrun.py", says what each bought).
+PRESET_TRAINING: dict[str, dict[str, Any]] = {"speedrun": dict(optimizer="muon", lr=8e-3)}
 
 
 def check_device(device: str) -> None:
@@ -39,7 +45,11 @@ class TrainConfig(Config):
                                  "run's own cosine ends)", low=0)
     max_time: float = option(0.0, "wall-clock budget in seconds (0: none): stops early and saves, and the cosine "
                              "follows it", low=0)
-    lr: float = option(1e-3, "peak learning rate of AdamW", low=0, low_open=True)
+    optimizer: str = option("auto", "adamw for every weight, or muon: Muon (orthogonalized momentum) for the "
+                            "hidden matrices and AdamW for embeddings, read-outs, biases and gains, at one learning "
+                            "rate (Muon's step scaled to AdamW's size); auto: adamw for a new run, and on --resume "
+                            "the one the run was trained with", choices=("auto", *OPTIMIZERS))
+    lr: float = option(1e-3, "peak learning rate", low=0, low_open=True)
     min_lr: float = option(1e-4, "learning rate at the end of the cosine", low=0)
     warmup_steps: int = option(50, "steps of linear warmup from 0 to lr", low=0)
     lr_schedule: str = option("cosine", "after warmup: a cosine down to min_lr, or the 2017 paper's inverse square "
@@ -69,6 +79,9 @@ class TrainConfig(Config):
 
     def check(self) -> None:
         check_device(self.device)
+        if self.optimizer == "muon" and self.fsdp:
+            raise SokhanError("--optimizer muon cannot run under --fsdp: Muon orthogonalizes each whole matrix, and "
+                              "FSDP gives every process a shard of it; use DDP (leave --fsdp off)")
 
 
 # Fine-tuning starts from a trained model: a gentler, shorter schedule than pretraining.

@@ -1,7 +1,8 @@
 """Sampling from a causal language model: KV cache, temperature, top-k, top-p, stop strings, streaming.
 
 `generate_ids` yields token ids one at a time; `stream_text` turns them into text pieces
-that are safe to print (never half a UTF-8 character, never part of a stop string).
+that are safe to print (never half a UTF-8 character, never part of a stop string) with a
+`TextStream`, which a server decoding many requests together (`infer/batching.py`) uses too.
 """
 
 from __future__ import annotations
@@ -44,8 +45,14 @@ def candidates(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0,
     return logits, ids
 
 
-def next_token(logits: torch.Tensor, cfg: SampleConfig, generator: torch.Generator | None) -> torch.Tensor:
-    """logits: (B, V) → (B, 1) token ids; the likeliest when `cfg.greedy` (temperature 0 or nearly)."""
+def next_token(logits: torch.Tensor, cfg: SampleConfig,
+               generator: torch.Generator | list[torch.Generator | None] | None) -> torch.Tensor:
+    """logits: (B, V) → (B, 1) token ids; the likeliest when `cfg.greedy` (temperature 0 or nearly).
+
+    `generator` draws the random numbers of every row, or a list of them one per row: rows decoded
+    together (`infer/batching.py`) then draw what each would alone, as every other step here is
+    computed row by row.
+    """
     if cfg.greedy:
         return logits.argmax(dim=-1, keepdim=True)
     logits = logits.float()
@@ -62,9 +69,43 @@ def next_token(logits: torch.Tensor, cfg: SampleConfig, generator: torch.Generat
     # 2^24 tokens), all tied with the tokens of p = 0 and argmin took the first, id 0 (<|pad|>)
     # when unfiltered. With log U finite and negative, the likeliest token (p ≥ 1/V) scores
     # below −0.0, so a token of p = 0 (score −0.0) never wins.
-    draws = torch.empty_like(probs).uniform_(SMALLEST_DRAW, 1, generator=generator)
+    draws = torch.empty_like(probs)
+    if isinstance(generator, list):
+        for row, row_generator in zip(draws, generator):
+            row.uniform_(SMALLEST_DRAW, 1, generator=row_generator)
+    else:
+        draws.uniform_(SMALLEST_DRAW, 1, generator=generator)
     choice = (probs / draws.log_()).argmin(dim=-1, keepdim=True)
     return choice if ids is None else ids.gather(-1, choice)
+
+
+def new_generator(cfg: SampleConfig, device: torch.device) -> torch.Generator | None:
+    """The sampler's own generator when `cfg.seed` is set (a repeatable text); None draws from torch's global one."""
+    return None if cfg.seed is None else torch.Generator(device=device).manual_seed(cfg.seed)
+
+
+def prefers_native_kernels(model: nn.Module) -> bool:
+    """Whether one-token steps should run without oneDNN (see `decode_step`): float32 weights on a CPU.
+    oneDNN stays on for bfloat16: its CPU matmuls need it."""
+    return model_device(model).type == "cpu" and all(p.dtype == torch.float32 for p in model.parameters())
+
+
+def check_finite(total: float, n: int) -> None:
+    """Refuse logits whose sum (`total`) is NaN or ±inf, at new token `n`.
+
+    One sum (~2 µs for 311 logits) is NaN or ±inf when any logit is (or when they are too big
+    to add up in float32, which no sane model reaches). It is checked at every token, not only
+    the first: a model can break down mid-way (an activation overflowing late in a long text),
+    and a NaN must not turn into <|pad|>s.
+    """
+    if not math.isfinite(total):
+        raise SokhanError(f"the model's logits are not finite (NaN/inf) at new token {n}: "
+                          "its weights or activations are broken")
+
+
+def check_prompt(prompt: list[int]) -> None:
+    if not prompt:
+        raise SokhanError("the prompt must have at least one token")
 
 
 @torch.inference_mode()
@@ -74,47 +115,45 @@ def generate_ids(model: nn.Module, prompt: list[int], cfg: SampleConfig, stop_id
 
     Keys and values are cached, so each new token costs one position of attention per layer.
     When the context window is full, the cache is rebuilt from the most recent half window.
-    The logits are checked at every token, not only the first: a model can break down mid-way
-    (an activation overflowing late in a long text), and a NaN must not turn into <|pad|>s.
+    The logits are checked at every token (`check_finite`).
     """
-    if not prompt:
-        raise SokhanError("the prompt must have at least one token")
+    check_prompt(prompt)
     block = model.config.block_size
     device = model_device(model)
-    generator = None
-    if cfg.seed is not None:
-        generator = torch.Generator(device=device).manual_seed(cfg.seed)
-    # oneDNN stays on for bfloat16: its CPU matmuls need it.
-    native_kernels = device.type == "cpu" and all(p.dtype == torch.float32 for p in model.parameters())
+    generator = new_generator(cfg, device)
+    native = prefers_native_kernels(model)
     tokens = list(prompt)
     window = tokens[-block:]
     cache = model.new_cache(1)
     logits = model(torch.tensor([window], device=device), cache=cache, last_only=True).logits
     for n in range(cfg.max_new_tokens):
         last = logits[:, -1]
-        # One sum (~2 µs for 311 logits) is NaN or ±inf when any logit is (or when they are too
-        # big to add up in float32, which no sane model reaches). It is read after int(tok),
-        # which has waited for the step on a GPU already: the check adds no wait of its own.
         total = last.sum()
         tok = next_token(last, cfg, generator)
         token = int(tok)
-        if not math.isfinite(total.item()):
-            raise SokhanError(f"the model's logits are not finite (NaN/inf) at new token {n + 1}: "
-                              "its weights or activations are broken")
+        # read after int(tok), which has waited for the step on a GPU already: the check adds no wait of its own
+        check_finite(total.item(), n + 1)
         yield token
         if token in stop_ids:
             return
         tokens.append(token)
         if cache.length >= block:  # context full: keep the latest half window (≥ 1 token) in a new cache
-            window = tokens[-max(1, block // 2):]
+            window = tokens[-refill_length(block):]
             cache = model.new_cache(1)
             logits = model(torch.tensor([window], device=device), cache=cache, last_only=True).logits
         else:
-            logits = decode_step(model, tok, cache, native_kernels)
+            logits = decode_step(model, tok, cache, native)
 
 
-def decode_step(model: nn.Module, token: torch.Tensor, cache: Cache, native_kernels: bool) -> torch.Tensor:
-    """Logits after one more token (`cache` holds the ones before it).
+def refill_length(block: int) -> int:
+    """The tokens a full context starts again from: the latest half window, at least one."""
+    return max(1, block // 2)
+
+
+def decode_step(model: nn.Module, token: torch.Tensor, cache: Cache, native_kernels: bool,
+                **inputs: torch.Tensor) -> torch.Tensor:
+    """Logits after one more token per row (`cache` holds the ones before it; `inputs`, such as a batch's
+    `padding` and `positions`, go to the model as they are).
 
     `native_kernels` switches oneDNN off for the step (CPU, float32): its per-call set-up
     (~7 µs for one GELU) costs more than its kernels save on a single position, and ATen's
@@ -124,7 +163,7 @@ def decode_step(model: nn.Module, token: torch.Tensor, cache: Cache, native_kern
     onednn = torch.backends.mkldnn.enabled
     torch.backends.mkldnn.enabled = onednn and not native_kernels
     try:
-        return model(token, cache=cache, last_only=True).logits
+        return model(token, cache=cache, last_only=True, **inputs).logits
     finally:
         torch.backends.mkldnn.enabled = onednn
 
@@ -142,45 +181,73 @@ def stream_text(model: nn.Module, tokenizer: Tokenizer, prompt_ids: list[int], c
                 ) -> Iterator[str]:
     """Yield printable text pieces of the continuation; stops at <|eos|>/<|end|> or a stop string.
 
+    The pieces are a `TextStream`'s (see there). `stats` (for a server's usage and
+    finish_reason) is filled in as it goes; `cancelled` is polled after every token so an
+    abandoned request stops at once.
+    """
+    text = TextStream(tokenizer, cfg, stats)
+    for token in generate_ids(model, prompt_ids, cfg, text.stop_ids):
+        piece = text.add(token)
+        if piece:
+            yield piece
+        if text.finished or cancelled():
+            return
+    piece = text.close()
+    if piece:
+        yield piece
+
+
+class TextStream:
+    """The text of one continuation as its tokens come: `add(token)` gives what can be printed now, `close()`
+    the rest once no token follows.
+
     Byte tokens can split a character, and a later token can change how earlier ones decode, so
     text is decoded from all generated ids and released only where it is settled (see
     `_settled`); of that, the part that cannot be the start of a stop string is released. The
-    pieces joined are always the final decode (cut at a stop string). `stats` (for a server's
-    usage and finish_reason) is filled in as it goes; `cancelled` is polled after every token
-    so an abandoned request stops at once.
+    pieces joined are always the final decode (cut at a stop string). A stop id (<|eos|>,
+    <|end|>) or a stop string finishes the stream (`finished`, `stats.finish_reason` "stop");
+    the caller closes it after `max_new_tokens`.
     """
-    stats = stats if stats is not None else StreamStats()
-    stop_ids = {tokenizer.eos_id, tokenizer.token_id("<|end|>")}
-    byte_run_ids = tokenizer.byte_run_ids
-    ids: list[int] = []
-    emitted = 0
-    for token in generate_ids(model, prompt_ids, cfg, stop_ids):
-        stats.tokens += 1
-        if token in stop_ids:
-            stats.finish_reason = "stop"
-            break
-        ids.append(token)
-        text = tokenizer.decode(ids)
-        if _settled(text, token, byte_run_ids):
-            cut = _stop_cut(text, cfg.stop)
-            if cut is not None:
-                stats.finish_reason = "stop"
-                if cut > emitted:
-                    yield text[emitted:cut]
-                return
-            safe = len(text) - _held_back(text, cfg.stop)
-            if safe > emitted:
-                yield text[emitted:safe]
-                emitted = safe
-        if cancelled():
-            return
-    text = tokenizer.decode(ids)
-    cut = _stop_cut(text, cfg.stop)
-    if cut is not None:
-        stats.finish_reason = "stop"
-    end = cut if cut is not None else len(text)
-    if end > emitted:
-        yield text[emitted:end]
+
+    def __init__(self, tokenizer: Tokenizer, cfg: SampleConfig, stats: StreamStats | None = None):
+        self.tokenizer, self.stops = tokenizer, cfg.stop
+        self.stats = stats if stats is not None else StreamStats()
+        self.stop_ids = {tokenizer.eos_id, tokenizer.token_id("<|end|>")}
+        self.byte_run_ids = tokenizer.byte_run_ids
+        self.ids: list[int] = []
+        self.emitted = 0  # characters of the decode handed out so far
+        self.finished = False
+
+    def add(self, token: int) -> str:
+        """The text that `token` makes printable ("" if none yet); a stop id closes the stream."""
+        self.stats.tokens += 1
+        if token in self.stop_ids:
+            self.stats.finish_reason = "stop"
+            return self.close()
+        self.ids.append(token)
+        text = self.tokenizer.decode(self.ids)
+        if not _settled(text, token, self.byte_run_ids):
+            return ""
+        cut = _stop_cut(text, self.stops)
+        if cut is not None:
+            self.stats.finish_reason = "stop"
+            self.finished = True
+            return self._release(text, cut)
+        return self._release(text, len(text) - _held_back(text, self.stops))
+
+    def close(self) -> str:
+        """The text not handed out yet (what was held back, cut at a stop string); the stream is finished."""
+        self.finished = True
+        text = self.tokenizer.decode(self.ids)
+        cut = _stop_cut(text, self.stops)
+        if cut is not None:
+            self.stats.finish_reason = "stop"
+        return self._release(text, cut if cut is not None else len(text))
+
+    def _release(self, text: str, end: int) -> str:
+        piece = text[self.emitted:end] if end > self.emitted else ""
+        self.emitted = max(self.emitted, end)
+        return piece
 
 
 def _settled(text: str, last: int, byte_run_ids: frozenset[int]) -> bool:

@@ -72,6 +72,10 @@ def hf_architecture(cfg: ModelConfig) -> str:
     if cfg.scale_embeddings:
         raise SokhanError("scale_embeddings (× √d_model) cannot be exported: neither GPT-2 nor Llama scales its "
                           "token embeddings")
+    if cfg.qk_norm:
+        raise SokhanError("qk_norm cannot be exported: neither GPT-2 nor Llama normalizes queries and keys")
+    if cfg.activation == "relu2":
+        raise SokhanError("activation relu2 (ReLU squared) cannot be exported: neither GPT-2 nor Llama has it")
     if cfg.positional == "sinusoidal":
         raise SokhanError("positional sinusoidal cannot be exported: GPT-2 learns its positions and Llama rotates "
                           "(RoPE); neither adds the paper's sinusoids")

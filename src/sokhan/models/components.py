@@ -7,6 +7,7 @@ Modern variants (pre-norm, RMSNorm, RoPE, GELU, SwiGLU) are switches on the same
 
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
@@ -49,6 +50,10 @@ class SinusoidalPositionalEncoding(nn.Module):
     def forward(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
         return x + self.table[offset: offset + x.size(1)]
 
+    def at(self, positions: torch.Tensor) -> torch.Tensor:
+        """The encodings of `positions` (B, T): each row at its own positions (rows decoded together)."""
+        return self.table[positions]
+
 
 class LearnedPositionalEmbedding(nn.Module):
     """A trained vector per position (GPT-1/2, BERT); the paper found it on par with sinusoids."""
@@ -59,6 +64,10 @@ class LearnedPositionalEmbedding(nn.Module):
 
     def forward(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
         return x + self.weight[offset: offset + x.size(1)]
+
+    def at(self, positions: torch.Tensor) -> torch.Tensor:
+        """The vectors of `positions` (B, T): each row at its own positions (rows decoded together)."""
+        return self.weight[positions]
 
 
 def added_positions(cfg: ModelConfig) -> nn.Module | None:
@@ -87,6 +96,11 @@ class RotaryEmbedding(nn.Module):
 
     def forward(self, offset: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self.cos[offset: offset + length], self.sin[offset: offset + length]
+
+    def at(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos and sin of `positions` (B, T) as (B, 1, T, head_size), the same for every head: each row at its
+        own positions (rows decoded together)."""
+        return self.cos[positions].unsqueeze(1), self.sin[positions].unsqueeze(1)
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -164,6 +178,42 @@ class KVCache:
         """Keep batch rows `rows` (in that order), as beam search does when hypotheses are extended or dropped."""
         self.kv = [kv.index_select(1, rows) for kv in self.kv]
 
+    # Rows of different lengths decoded together (`infer/batching.py`) are left-padded: each row's tokens end
+    # at `length`. These move rows and positions in place, without allocating a new cache.
+
+    def rows(self, n: int) -> KVCache:
+        """The first `n` rows as a cache of their own, on this one's storage and at its length: a step of the
+        rows in use writes here (the caller carries the new length back)."""
+        view = copy.copy(self)
+        view.kv = [kv.narrow(1, 0, n) for kv in self.kv]
+        return view
+
+    def place(self, row: int, source: KVCache) -> None:
+        """Row `row` ← `source`'s first row (its `length` positions), ending at this cache's length; the
+        positions before it are zeroed (padding never holds an old row's values)."""
+        n, end = source.length, self.length
+        for kv, src in zip(self.kv, source.kv):
+            kv[:, row, :, : end - n].zero_()
+            kv[:, row, :, end - n: end].copy_(src[:, 0, :, :n])
+
+    def copy_row(self, source: int, row: int) -> None:
+        """Row `row` ← row `source` (its `length` positions)."""
+        for kv in self.kv:
+            kv[:, row, :, : self.length].copy_(kv[:, source, :, : self.length])
+
+    def shift(self, by: int) -> None:
+        """Move every row's `length` positions `by` places, and `length` with them: right (by > 0) to make room
+        for a longer row, the uncovered positions zeroed; or left (by < 0), dropping the first −by positions,
+        which must be padding in every row."""
+        n = self.length
+        for kv in self.kv:
+            if by > 0:
+                kv.narrow(3, by, n).copy_(kv.narrow(3, 0, n).clone())  # the ranges overlap: copy from a clone
+                kv.narrow(3, 0, by).zero_()
+            elif by < 0:
+                kv.narrow(3, 0, n + by).copy_(kv.narrow(3, -by, n + by).clone())
+        self.length += by
+
 
 class MultiHeadAttention(nn.Module):
     """§3.2.2 Multi-Head Attention: h heads of scaled dot-product attention, concatenated, projected.
@@ -180,6 +230,10 @@ class MultiHeadAttention(nn.Module):
         self.out = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)       # W^O
         self.dropout, self.attention_dropout = cfg.dropout, cfg.attention_dropout
         self.explicit = cfg.attention == "explicit"
+        # QK-norm (Henry et al. 2020; OLMo 2): each head's q and k RMS-normalized, with a learned gain, before
+        # RoPE and the dot product, so no logit can grow without bound however large the weights get.
+        self.q_norm = nn.RMSNorm(cfg.head_size, eps=cfg.norm_eps) if cfg.qk_norm else None
+        self.k_norm = nn.RMSNorm(cfg.head_size, eps=cfg.norm_eps) if cfg.qk_norm else None
 
     def forward(self, x: torch.Tensor, *, padding: torch.Tensor | None = None,
                 rope: tuple[torch.Tensor, torch.Tensor] | None = None,
@@ -189,10 +243,13 @@ class MultiHeadAttention(nn.Module):
         b, t, c = x.shape
         qkv = self.qkv(x).view(b, t, 3, self.n_head, self.head_size).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
+        if self.q_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)
         if rope is not None:
             q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
         if cache is not None:
-            k, v = cache.update(layer, torch.stack((k, v)) if rope is not None else qkv[1:])
+            changed = rope is not None or self.q_norm is not None  # k is no longer the slice of qkv
+            k, v = cache.update(layer, torch.stack((k, v)) if changed else qkv[1:])
         dropout_p = self.attention_dropout if self.training else 0.0
         if self.explicit or need_weights:
             allowed = attention_mask(t, k.size(2), self.causal, padding, x.device)
@@ -250,8 +307,9 @@ class CrossAttention(nn.Module):
 class FeedForward(nn.Module):
     """§3.3 Position-wise Feed-Forward Network: FFN(x) = act(x W₁ + b₁) W₂ + b₂.
 
-    ReLU as in the paper, GELU as in GPT/BERT (exact, or GPT-2's tanh approximation), or
-    SwiGLU (Shazeer 2020): (Swish(xW) ⊙ xV) W₂.
+    ReLU as in the paper, GELU as in GPT/BERT (exact, or GPT-2's tanh approximation),
+    SwiGLU (Shazeer 2020): (Swish(xW) ⊙ xV) W₂, or ReLU² (So et al. 2021, "Primer" §3): max(0, x)²,
+    which the modded-nanoGPT speedrun uses.
     """
 
     def __init__(self, cfg: ModelConfig):
@@ -271,6 +329,8 @@ class FeedForward(nn.Module):
             h = F.gelu(h)
         elif self.activation == "gelu_tanh":  # GPT-2's tanh approximation
             h = F.gelu(h, approximate="tanh")
+        elif self.activation == "relu2":
+            h = F.relu(h).square()
         else:
             h = F.relu(h)
         return dropout(self.down(h), self.dropout, self.training)

@@ -60,10 +60,14 @@ class TransformerLM(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """GPT-2 initialisation: N(0, 0.02), residual projections scaled by 1/√(2·n_layer)."""
+        """GPT-2 initialisation: N(0, 0.02), residual projections scaled by 1/√(2·n_layer), or zero with
+        `zero_init_out` (each block then starts as the identity and the residual stream as the embedding)."""
         for name, p in self.named_parameters():
             if p.dim() >= 2:
                 residual = name.endswith(("out.weight", "down.weight"))
+                if residual and self.config.zero_init_out:
+                    nn.init.zeros_(p)
+                    continue
                 std = 0.02 / math.sqrt(2 * self.config.n_layer) if residual else 0.02
                 nn.init.normal_(p, mean=0.0, std=std)
             elif name.endswith("bias"):
@@ -83,16 +87,19 @@ class TransformerLM(nn.Module):
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, *,
                 padding: torch.Tensor | None = None, cache: KVCache | None = None,
-                need_weights: bool = False, last_only: bool = False) -> ModelOutput:
+                positions: torch.Tensor | None = None, need_weights: bool = False,
+                last_only: bool = False) -> ModelOutput:
         """Logits, loss and (need_weights) the attention weights of every layer; see `models/protocol.py`.
 
         idx: (B, T) token ids; targets: (B, T) ids to predict or IGNORE_INDEX; padding:
-        (B, T_total) 1 for real tokens; cache: continue after the tokens it holds (causal only).
+        (B, T_total) 1 for real tokens; cache: continue after the tokens it holds (causal only);
+        positions: (B, T) each token's position in its own sequence, for rows of one cache that are
+        at different lengths (`capabilities.batch_decodes`; default: the cache's length onwards).
         """
         if cache is not None and not self.capabilities.causal:
             # A cache reuses keys/values of earlier tokens, valid only if they never see later ones.
             raise ValueError(f"{type(self).__name__} attends in both directions; it cannot use a KV cache")
-        x, attentions = self.stack(idx, padding=padding, cache=cache, need_weights=need_weights)
+        x, attentions = self.stack(idx, padding=padding, cache=cache, positions=positions, need_weights=need_weights)
         if last_only and idx.size(1) > 1:  # norm and project only the last position (the norm is per position)
             x = x[:, -1:]
         logits = self.lm_head(self.final_norm(x))
@@ -100,7 +107,8 @@ class TransformerLM(nn.Module):
         return ModelOutput(logits, loss, attentions)
 
     def stack(self, idx: torch.Tensor, *, padding: torch.Tensor | None = None, cache: KVCache | None = None,
-              need_weights: bool = False) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
+              positions: torch.Tensor | None = None, need_weights: bool = False,
+              ) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
         """Embeddings, positions and every block: (B, T, n_embd) before the final norm, and the attention weights
         of every layer when `need_weights`. Written once for the token head (`forward`) and a classifier's."""
         offset = cache.length if cache is not None else 0
@@ -109,9 +117,11 @@ class TransformerLM(nn.Module):
             raise ValueError(f"sequence of {offset + t} tokens exceeds block_size {self.config.block_size}")
         x = self.embed(idx)
         if self.positions is not None:
-            x = self.positions(x, offset)
+            x = self.positions(x, offset) if positions is None else x + self.positions.at(positions)
         x = dropout(x, self.config.dropout, self.training)
-        rope = self.rope(offset, t) if self.rope is not None else None
+        rope = None
+        if self.rope is not None:
+            rope = self.rope(offset, t) if positions is None else self.rope.at(positions)
         attentions = [] if need_weights else None
         for i, block in enumerate(self.blocks):
             x, w = block(x, padding=padding, rope=rope, cache=cache, layer=i, need_weights=need_weights)
@@ -129,7 +139,7 @@ class TransformerLM(nn.Module):
 class GPT(TransformerLM):
     """Decoder-only: each position sees itself and the past, and predicts the next token."""
 
-    capabilities: ClassVar[Capabilities] = Capabilities(causal=True, attention=True)
+    capabilities: ClassVar[Capabilities] = Capabilities(causal=True, attention=True, batch_decodes=True)
 
     def new_cache(self, batch: int, max_len: int | None = None) -> KVCache:
         """An empty KV cache for `batch` rows, room for `max_len` tokens (default: the whole context)."""

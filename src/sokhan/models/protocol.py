@@ -14,6 +14,8 @@ Every family (`sokhan.models.FAMILIES`) is an `nn.Module` that reads one `ModelC
   - `cache` from `new_cache(batch)`: continue after the tokens it holds and leave the new
     state there (KV cache, hidden state, n-gram history; `cache.length` counts the tokens);
   - `need_weights`: fill `ModelOutput.attentions` (families with `capabilities.attention`);
+  - `positions` (families with `capabilities.batch_decodes` only): (B, T) each token's position
+    in its own sequence, when rows of one cache are at different lengths;
   - `last_only`: logits of the last position only (sampling needs nothing else);
 * and has `num_parameters()` (what a leaderboard calls its size), `input_embeddings()` (the
   token embedding matrix, or None for a model without one) and, when causal, `new_cache(batch)`.
@@ -78,6 +80,12 @@ class Capabilities:
     classifies: bool = False
     """A sequence classifier (`models/classifier.py`): `forward` gives one row of label scores per sequence,
     (B, labels), not a token distribution per position; it neither samples nor fills in blanks."""
+
+    batch_decodes: bool = False
+    """Decodes sequences of different lengths together, one step for all (`infer/batching.py`, a server's
+    continuous batching): its cache is a `KVCache` whose rows can be left-padded, moved and shifted, and
+    `forward` takes `positions=` (B, T), each token's position in its own sequence, with `padding`
+    marking every row's padding."""
 
     @property
     def windowed(self) -> bool:

@@ -85,10 +85,13 @@ class EncoderDecoder(nn.Module):
 
     def reset_parameters(self) -> None:
         """As fairseq's Transformer (Ott et al. 2019), which reproduces the paper: Xavier-uniform matrices,
-        zero biases, embeddings N(0, 1/d_model) so that ×√d_model gives unit-variance inputs."""
+        zero biases, embeddings N(0, 1/d_model) so that ×√d_model gives unit-variance inputs; output projections
+        zero with `zero_init_out`, as the GPT stack does."""
         for name, p in self.named_parameters():
             if name in ("embed.weight", "lm_head.weight", "positions.weight"):
                 nn.init.normal_(p, mean=0.0, std=self.config.n_embd ** -0.5)
+            elif self.config.zero_init_out and name.endswith(("out.weight", "down.weight")):
+                nn.init.zeros_(p)
             elif p.dim() >= 2:
                 nn.init.xavier_uniform_(p)
             elif name.endswith("bias"):

@@ -35,7 +35,7 @@ def run_demo(cfg: DemoConfig, console: Console) -> Path:
                                      vocab_size=cfg.vocab_size, seed=cfg.seed), progress=cfg.progress)
     console.rule("[bold]2 · pretrain: a small GPT, on this machine's CPU")
     train_cfg = TrainConfig(data=str(data_dir), out_dir=str(out / "pretrain"), max_steps=cfg.steps,
-                            max_time=cfg.max_time, batch_size=cfg.batch_size, lr=cfg.lr,
+                            max_time=cfg.max_time, batch_size=cfg.batch_size, optimizer=cfg.optimizer, lr=cfg.lr,
                             min_lr=cfg.lr / 10, warmup_steps=min(100, max(1, cfg.steps // 10)),
                             eval_interval=cfg.eval_interval, device=cfg.device, seed=cfg.seed,
                             progress=cfg.progress, keep_checkpoints=1)

@@ -39,7 +39,8 @@ chunk. `GET /health` says which views the page shows (`views`: chat or translate
 and, for a translator, its languages and limits (`translation`).
 
 Bad input is always a 4xx with OpenAI's error body (see `errors.py`). Generation runs on the
-model's worker thread (see `worker.py`), so the event loop only moves bytes; each request
+model's worker thread (see `worker.py`: a GPT decodes up to `--max-batch` replies together, one
+token each per step), so the event loop only moves bytes; each request
 watches for its client going away from the moment its body is in (`Departure`), and stops
 building its prompt or cancels its job, which frees the model at once.
 
@@ -101,7 +102,7 @@ from starlette.types import Receive, Scope, Send
 
 from sokhan.api import LanguageModel
 from sokhan.config import SampleConfig, TranslateConfig
-from sokhan.config.serve import BODY_TIMEOUT, MAX_QUEUED, check_api_key
+from sokhan.config.serve import BODY_TIMEOUT, MAX_BATCH, MAX_QUEUED, check_api_key
 from sokhan.errors import SokhanError
 from sokhan.infer.chat import Cancelled, chat_prompt, surely_longer
 from sokhan.infer.sampling import StreamStats
@@ -226,12 +227,12 @@ class Server:
     """The state one app needs: the model's worker, its name and limits, the API key."""
 
     def __init__(self, lm: LanguageModel, model_name: str, api_key: str | None, max_tokens_cap: int,
-                 max_body_bytes: int, max_queued: int, body_timeout: float):
+                 max_body_bytes: int, max_queued: int, body_timeout: float, max_batch: int):
         self.lm, self.model_name = lm, model_name
         self.api_key = None if api_key is None else check_api_key(api_key, "the API key").encode()
         self.cap, self.max_body_bytes, self.max_queued, self.body_timeout = (max_tokens_cap, max_body_bytes,
                                                                              max_queued, body_timeout)
-        self.worker = ModelWorker(lm)
+        self.worker = ModelWorker(lm, max_batch)
         self.created = int(time.time())
         self.translator = lm.capabilities.needs_source  # an encoder–decoder: it translates, it does not chat
 
@@ -622,14 +623,16 @@ class Reply:
 def create_app(lm: LanguageModel, *, model_name: str | None = None, api_key: str | None = None,
                max_tokens_cap: int | None = None, max_body_bytes: int = MAX_BODY_BYTES,
                allowed_hosts: Iterable[str] = (), cors_origins: Iterable[str] = (), max_queued: int = MAX_QUEUED,
-               body_timeout: float = BODY_TIMEOUT) -> FastAPI:
+               body_timeout: float = BODY_TIMEOUT, max_batch: int = MAX_BATCH) -> FastAPI:
     """The ASGI app serving `lm`. `max_tokens_cap` defaults to the model's context (block size);
     the other options are `ServeConfig`'s (`config/serve.py`)."""
     cap = lm.block_size if max_tokens_cap is None else max_tokens_cap
     if cap < 1:
         raise SokhanError("--max-tokens-cap must be ≥ 1")
+    if max_batch < 1:
+        raise SokhanError("--max-batch must be ≥ 1")
     server = Server(lm, model_name or default_model_name(lm.path), api_key, cap, max_body_bytes, max_queued,
-                    body_timeout)
+                    body_timeout, max_batch)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -39,7 +39,7 @@ from sokhan.models.checkpoint import (
 )
 from sokhan.train import distributed
 from sokhan.train.metrics import MetricsLog
-from sokhan.train.optim import lr_at, make_optimizer
+from sokhan.train.optim import MuonAdamW, lr_at, make_optimizer, optimizer_kind
 from sokhan.train.tasks import Batch, Task
 
 
@@ -118,7 +118,8 @@ class Trainer:
         self.model = model.to(self.device)
         self.run_dir = Path(cfg.out_dir)
         self.autocast = autocast_for(self.device, cfg.dtype)
-        self.optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2), self.device.type)
+        self.optimizer_kind = "adamw" if cfg.optimizer == "auto" else cfg.optimizer  # a resume may change auto's
+        self.optimizer = self._new_optimizer(model)
         self.data_rng = torch.Generator().manual_seed(cfg.seed)  # the data position: where batches come from
         torch.manual_seed(cfg.seed + rank)                       # dropout (each rank its own)
         self.weight_names: list[str] = []  # FSDP: the one-process checkpoint's weight names (tied weights once)
@@ -155,6 +156,14 @@ class Trainer:
     def restore(self, folder: Path) -> None:
         load_weights(self.model, folder)
         state = load_trainer_state(folder)
+        trained_with = optimizer_kind(state.get("optimizer"))
+        if trained_with != self.optimizer_kind:
+            if self.cfg.optimizer != "auto":
+                raise SokhanError(f"{folder} was trained with --optimizer {trained_with}, and its optimizer state is "
+                                  f"that one's; resume with --optimizer {trained_with} (or auto), or start a fresh "
+                                  f"--out-dir")
+            self.optimizer_kind = trained_with  # auto: the run goes on with the optimizer it was trained with
+            self.optimizer = self._new_optimizer(self.model)
         try:  # a state written by this engine always loads; anything else is named in one line
             _check_state(state)
             self.optimizer.load_state_dict(state["optimizer"])
@@ -335,15 +344,21 @@ class Trainer:
         assert self.group is not None
         if not self.group.fsdp:
             return distributed.wrap(self.model, self.group)
+        if self.optimizer_kind == "muon":  # --optimizer auto, resuming a Muon run (TrainConfig refuses muon + fsdp)
+            raise SokhanError("this run was trained with Muon, which cannot run under --fsdp (it orthogonalizes "
+                              "each whole matrix); resume it without --fsdp")
         self.weight_names = list(unique_state_dict(self.model))
         loaded = self.optimizer.state_dict()
         distributed.wrap(self.model, self.group)
-        cfg = self.cfg
-        self.optimizer = make_optimizer(self.model, cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2),
-                                        self.device.type)
+        self.optimizer = self._new_optimizer(self.model)
         if loaded["state"]:
             self.optimizer.load_state_dict(distributed.shard_optimizer_state(loaded, self.optimizer))
         return self.model
+
+    def _new_optimizer(self, model: nn.Module) -> torch.optim.AdamW | MuonAdamW:
+        cfg = self.cfg
+        return make_optimizer(model, cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2), self.device.type,
+                              self.optimizer_kind)
 
     def _fit(self) -> TrainResult:
         cfg = self.cfg
