@@ -90,6 +90,14 @@ def test_muon_takes_the_hidden_matrices_and_adamw_everything_else():
     assert not is_hidden_matrix("blocks.0.attn.qkv.lora_a", torch.zeros(2, 3))
 
 
+def test_muon_with_no_hidden_matrix_to_train_is_adamw():
+    """A LoRA fine-tune trains adapters only (the base is frozen): nothing for Muon, so the optimizer is AdamW."""
+    model = tiny_gpt()
+    for name, p in model.named_parameters():
+        p.requires_grad_(not name.startswith("blocks."))
+    assert isinstance(make_optimizer(model, 1e-3, 0.1, (0.9, 0.99), "cpu", "muon"), torch.optim.AdamW)
+
+
 def test_muon_adamw_steps_the_rest_as_adamw_alone_would():
     """The AdamW half of MuonAdamW is a plain AdamW: an embedding moves exactly as torch's AdamW moves it."""
     a, b = tiny_gpt(), tiny_gpt()

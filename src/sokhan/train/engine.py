@@ -157,7 +157,7 @@ class Trainer:
         load_weights(self.model, folder)
         state = load_trainer_state(folder)
         trained_with = optimizer_kind(state.get("optimizer"))
-        if trained_with != self.optimizer_kind:
+        if trained_with != optimizer_kind(self.optimizer.state_dict()):
             if self.cfg.optimizer != "auto":
                 raise SokhanError(f"{folder} was trained with --optimizer {trained_with}, and its optimizer state is "
                                   f"that one's; resume with --optimizer {trained_with} (or auto), or start a fresh "

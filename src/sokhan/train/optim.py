@@ -20,8 +20,8 @@ def make_optimizer(model: nn.Module, lr: float, weight_decay: float, betas: tupl
     """`optimizer="adamw"`: AdamW, decaying 2-D weights (matmuls, embeddings), never biases or norm gains (as
     GPT-2/nanoGPT). `"muon"`: `MuonAdamW`, Muon on the hidden matrices, that AdamW on everything else."""
     params = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
-    if optimizer == "muon":
-        hidden = [p for name, p in params if is_hidden_matrix(name, p)]
+    hidden = [p for name, p in params if is_hidden_matrix(name, p)]
+    if optimizer == "muon" and hidden:  # (a LoRA fine-tune trains adapters only: it has no hidden matrix to give Muon)
         rest = [(name, p) for name, p in params if not is_hidden_matrix(name, p)]
         return MuonAdamW(torch.optim.Muon(hidden, lr=lr, weight_decay=weight_decay, adjust_lr_fn="match_rms_adamw"),
                          adamw([p for _, p in rest], lr, weight_decay, betas, device_type))
