@@ -157,7 +157,7 @@ class Trainer:
         load_weights(self.model, folder)
         state = load_trainer_state(folder)
         trained_with = optimizer_kind(state.get("optimizer"))
-        if trained_with != optimizer_kind(self.optimizer.state_dict()):
+        if trained_with != ("muon" if isinstance(self.optimizer, MuonAdamW) else "adamw"):
             if self.cfg.optimizer != "auto":
                 raise SokhanError(f"{folder} was trained with --optimizer {trained_with}, and its optimizer state is "
                                   f"that one's; resume with --optimizer {trained_with} (or auto), or start a fresh "
@@ -344,7 +344,7 @@ class Trainer:
         assert self.group is not None
         if not self.group.fsdp:
             return distributed.wrap(self.model, self.group)
-        if self.optimizer_kind == "muon":  # --optimizer auto, resuming a Muon run (TrainConfig refuses muon + fsdp)
+        if isinstance(self.optimizer, MuonAdamW):  # auto, resuming a Muon run (TrainConfig refuses muon + fsdp)
             raise SokhanError("this run was trained with Muon, which cannot run under --fsdp (it orthogonalizes "
                               "each whole matrix); resume it without --fsdp")
         self.weight_names = list(unique_state_dict(self.model))
