@@ -6,8 +6,11 @@ the same prompt length and the same number of new tokens (HF is kept from stoppi
 no eos, `min_new_tokens` = `max_new_tokens`), temperature 1 and the same top-k. Prefill
 is included in the time of both.
 
-Timing is interleaved: each repetition times `--runs` generations of each, in alternating
-order; reported are the median tokens/s (new tokens only) and ours/HF.
+sokhan runs twice: as `sokhan sample` does by default (eager), and with its decode step
+compiled (`compile_decode_step`, what `sokhan sample --compile` does; the one-off compile
+time is printed, not counted). Timing is interleaved: each repetition times `--runs`
+generations of each, in rotating order; reported are the median tokens/s (new tokens only)
+and each of ours over HF.
 
     python benchmarks/generate_speed.py                                   # block 64: 8-token prompt + 48 new
     python benchmarks/generate_speed.py --block-size 256 --new-tokens 200
@@ -16,6 +19,7 @@ order; reported are the median tokens/s (new tokens only) and ours/HF.
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import time
 
@@ -23,7 +27,7 @@ import torch
 from torch import nn
 
 from sokhan.config import SampleConfig
-from sokhan.infer.sampling import generate_ids
+from sokhan.infer.sampling import compile_decode_step, generate_ids
 from sokhan.models import GPT, ModelConfig
 
 
@@ -73,6 +77,7 @@ def main() -> None:
     p.add_argument("--n-head", type=int, default=4)
     p.add_argument("--n-embd", type=int, default=128)
     p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: leave as is)")
+    p.add_argument("--no-compile", action="store_true", help="leave out the compiled contestant")
     args = p.parse_args()
     if args.prompt_tokens + args.new_tokens > args.block_size:
         p.error("prompt + new tokens must fit in the block (no context sliding in either)")
@@ -87,9 +92,9 @@ def main() -> None:
         x = torch.randint(0, args.vocab_size, (2, args.block_size))
         diff = (ours(x).logits - hf(input_ids=x, attention_mask=torch.ones_like(x)).logits).abs().max().item()
 
-    def run_ours(seed: int, temperature: float = 1.0) -> list[int]:
+    def run_ours(seed: int, temperature: float = 1.0, model: GPT = ours) -> list[int]:
         cfg = SampleConfig(max_new_tokens=n, temperature=temperature, top_k=args.top_k, seed=seed)
-        return list(generate_ids(ours, prompt.tolist(), cfg))
+        return list(generate_ids(model, prompt.tolist(), cfg))
 
     def run_hf(seed: int, sample: bool = True) -> list[int]:
         torch.manual_seed(seed)
@@ -104,13 +109,18 @@ def main() -> None:
     greedy_ours, greedy_hf = run_ours(0, temperature=0.0), run_hf(0, sample=False)
     agree = sum(a == b for a, b in zip(greedy_ours, greedy_hf))
 
-    contestants = {"sokhan generate_ids": run_ours, "HF generate": run_hf}
+    contestants = {"sokhan eager": run_ours, "HF generate": run_hf}
+    if not args.no_compile:  # the same weights in a second GPT, its decode step compiled
+        compiled = copy.deepcopy(ours)
+        compile_seconds = compile_decode_step(compiled)
+        contestants["sokhan compiled"] = lambda seed: run_ours(seed, model=compiled)
+        greedy_compiled = run_ours(0, temperature=0.0, model=compiled)
     for fn in contestants.values():  # warm-up
         fn(0)
     rates: dict[str, list[float]] = {k: [] for k in contestants}
     names = list(contestants)
     for r in range(args.repeats):
-        for name in (names if r % 2 == 0 else names[::-1]):
+        for name in names[r % len(names):] + names[:r % len(names)]:
             t0 = time.perf_counter()
             for i in range(args.runs):
                 contestants[name](r * args.runs + i)
@@ -120,12 +130,18 @@ def main() -> None:
           f"vocab {args.vocab_size}; batch 1, prompt {args.prompt_tokens} + {n} new tokens, top-k {args.top_k}, "
           f"{torch.get_num_threads()} threads; HF attention: {hf.config._attn_implementation}")
     print(f"same weights: max |logits difference| {diff:.2e}; greedy tokens agreeing {agree}/{n}")
+    if not args.no_compile:
+        print(f"compiled decode step: {compile_seconds:.1f} s to compile (not timed below); greedy tokens "
+              f"agreeing with eager {sum(a == b for a, b in zip(greedy_compiled, greedy_ours))}/{n}")
     print(f"\n{'':22s} {'new tokens/s (median)':>22s} {'min':>9s} {'max':>9s}")
     for name, v in rates.items():
         print(f"{name:22s} {statistics.median(v):22,.0f} {min(v):9,.0f} {max(v):9,.0f}")
-    a, b = rates["sokhan generate_ids"], rates["HF generate"]
-    print(f"\nsokhan / HF: {statistics.median(a) / statistics.median(b):.2f}× "
-          f"(median of per-repetition ratios {statistics.median(x / y for x, y in zip(a, b)):.2f}×)")
+    hf_rates = rates["HF generate"]
+    print()
+    for name in (k for k in rates if k.startswith("sokhan")):
+        ours_rates = rates[name]
+        print(f"{name} / HF: {statistics.median(ours_rates) / statistics.median(hf_rates):.2f}× (median of "
+              f"per-repetition ratios {statistics.median(x / y for x, y in zip(ours_rates, hf_rates)):.2f}×)")
 
 
 if __name__ == "__main__":

@@ -192,12 +192,9 @@ async def greedy_replies(base: str, clients: int, max_tokens: int) -> list[str]:
 
 
 def start_server(model: Path, port: int, threads: int | None, max_batch: int) -> subprocess.Popen:
-    env = dict(os.environ)
-    if threads:
-        env["OMP_NUM_THREADS"] = str(threads)
     cmd = [sys.executable, "-m", "sokhan", "serve", str(model), "--port", str(port), "--model-name", "bench",
-           "--max-batch", str(max_batch)]
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+           "--max-batch", str(max_batch)] + (["--threads", str(threads)] if threads else [])
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
 def wait_ready(base: str, proc: subprocess.Popen, timeout: float = 120.0) -> dict:
@@ -286,7 +283,8 @@ def main() -> int:
                     help="seconds before the memory is first read (default: a tenth of --seconds, at most 30 and at "
                          "most a block)")
     ap.add_argument("--max-tokens", type=int, default=None, help="per request (default: min(64, model context))")
-    ap.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS for the server")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="the servers' --threads (default: theirs, all cores but one)")
     ap.add_argument("--max-batch", type=int, default=16, help="replies the batched server decodes together")
     args = ap.parse_args()
     warmup = args.warmup if args.warmup is not None else min(30.0, args.seconds / 10)

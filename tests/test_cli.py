@@ -85,6 +85,9 @@ def test_demo_end_to_end_then_sample_and_eval(tmp_path):
     assert sample.stdout.startswith("دل") and len(sample.stdout.strip()) > 2
     again = sokhan("sample", str(model), "--prompt", "دل", "--max-new-tokens", "15", "--seed", "1")
     assert again.stdout == sample.stdout
+    compiled = sokhan("sample", str(model), "--prompt", "دل", "--max-new-tokens", "15", "--seed", "1", "--compile")
+    assert compiled.returncode == 0, compiled.stderr
+    assert compiled.stdout == sample.stdout and "compiled the decode step in" in compiled.stderr
     text = tmp_path / "couplet.txt"
     text.write_text("دوش دیدم که ملایک در میخانه زدند\nگل آدم بسرشتند و به پیمانه زدند\n", encoding="utf-8")
     ev = sokhan("eval", str(model), str(text))

@@ -11,9 +11,11 @@ from sokhan.eval.bpc import bits_per_char, sequence_nll
 from sokhan.infer.sampling import (
     SampleConfig,
     StreamStats,
+    _compiled_steps,
     _held_back,
     _stop_cut,
     candidates,
+    compile_decode_step,
     decode_step,
     generate_ids,
     next_token,
@@ -126,6 +128,43 @@ def test_decode_step_without_onednn_matches_and_restores_the_switch(onednn):
         torch.backends.mkldnn.enabled = before
 
 
+def test_compiled_decode_step_samples_what_eager_does():
+    """`compile_decode_step` (torch.compile): the same seeded tokens as the eager model, across a context
+    refill, and every one-row step from the second cached position on goes through the compiled forward."""
+    eager, model = tiny_model(block=8), tiny_model(block=8)
+    assert compile_decode_step(model) > 0
+    compiled, calls = _compiled_steps[model], []
+    _compiled_steps[model] = lambda *a, **kw: calls.append(kw["cache"].length) or compiled(*a, **kw)
+    cfg = SampleConfig(max_new_tokens=20, top_k=10, seed=3)
+    assert list(generate_ids(model, [1, 2, 3], cfg)) == list(generate_ids(eager, [1, 2, 3], cfg))
+    assert calls and min(calls) >= 2 and len(calls) >= 15  # 19 steps, minus those the prompt of a refill takes
+    assert list(generate_ids(model, [1], cfg)) == list(generate_ids(eager, [1], cfg))  # a one-token prompt
+
+
+def test_a_failed_compile_is_one_line_and_leaves_the_model_eager(monkeypatch):
+    model = tiny_model()
+
+    def no_compiler(*a, **kw):
+        def broken(*a, **kw):
+            raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found\nmore detail")
+        return broken
+
+    monkeypatch.setattr(torch, "compile", no_compiler)
+    with pytest.raises(SokhanError, match=r"compiling the decode step failed \(InvalidCxxCompiler: No working C\+\+ "
+                                          r"compiler found\); run without --compile$"):
+        compile_decode_step(model)
+    assert model not in _compiled_steps
+    assert len(list(generate_ids(model, [1, 2], SampleConfig(max_new_tokens=5, seed=0)))) == 5
+
+
+def test_only_a_gpt_decode_step_compiles():
+    from sokhan.models import build_model
+
+    rnn = build_model(ModelConfig(family="lstm", vocab_size=50, block_size=16, n_layer=1, n_embd=16))
+    with pytest.raises(SokhanError, match="--compile compiles a GPT's decode step; a lstm model has none"):
+        compile_decode_step(rnn)
+
+
 def test_generation_continues_past_the_context_window():
     model = tiny_model(block=8)
     out = list(generate_ids(model, [1, 2, 3], SampleConfig(max_new_tokens=30, seed=0)))
@@ -162,14 +201,25 @@ def random_ids(tok: Tokenizer, rng: random.Random) -> list[int]:
     return [rng.choice(byte_ids if rng.random() < 0.5 else ids) for _ in range(rng.randint(1, 12))]
 
 
-@pytest.mark.parametrize("kind", ["char", "bpe"])
+def sentencepiece_like(texts: list[str]) -> Tokenizer:
+    """A char tokenizer decoded as Llama's SentencePiece tokenizer is: byte fallback, and the decode's first
+    space dropped (so a piece decoded alone is not a slice of the whole)."""
+    from tokenizers import decoders
+
+    tok = train_char(texts)
+    tok.hf.decoder = decoders.Sequence([decoders.ByteFallback(), decoders.Fuse(), decoders.Strip(" ", 1, 0)])
+    return tok
+
+
+@pytest.mark.parametrize("kind", ["char", "bpe", "sentencepiece"])
 def test_streamed_pieces_are_always_the_final_decode(kind):
     """Whatever the ids (stray bytes, half characters, special tokens, stop strings), the pieces
     streamed join to the decode of every id sampled, cut at a stop string: a char tokenizer's
     byte fallback decodes a run of bytes as one, so '€' streamed from <0xE2><0x82><0xAC>
     becomes '����' once <0xFF> follows, and a piece already printed would be wrong."""
     texts = ["سلام دنیا، این یک آزمون است. می‌روم کِتاب", "hello world € 😀 ab|cd"] * 5
-    tok = train_char(texts) if kind == "char" else train_bpe(texts, vocab_size=300, min_frequency=1)
+    tok = {"char": train_char, "sentencepiece": sentencepiece_like}.get(
+        kind, lambda t: train_bpe(t, vocab_size=300, min_frequency=1))(texts)
     rng = random.Random(0)
     for _ in range(300):
         script = random_ids(tok, rng)
@@ -180,6 +230,20 @@ def test_streamed_pieces_are_always_the_final_decode(kind):
         text = tok.decode(script[:stats.tokens])
         cut = _stop_cut(text, cfg.stop)
         assert "".join(pieces) == text[:cut], [tok.id_to_token(i) for i in script]
+
+
+def test_a_long_stream_decodes_a_few_ids_per_token(monkeypatch):
+    """Each token decodes the ids after the settled text (and the one before it), not every id so far: a
+    reply of n tokens costs O(n), not O(n²), and the pieces still join to the whole decode."""
+    tok = train_bpe(["سلام دنیا، این یک آزمون است. hello world"] * 5, vocab_size=300, min_frequency=1)
+    script = tok.encode("سلام دنیا، این یک آزمون است. hello world " * 20)
+    lengths: list[int] = []
+    decode = tok.decode
+    monkeypatch.setattr(tok, "decode", lambda ids: lengths.append(len(list(ids))) or decode(ids))
+    cfg = SampleConfig(max_new_tokens=len(script), temperature=0)
+    pieces = list(stream_text(Scripted(script, tok.vocab_size), tok, [tok.bos_id], cfg))
+    assert "".join(pieces) == decode(script) and len(script) > 200
+    assert max(lengths) <= 4, max(lengths)
 
 
 def test_tiny_temperatures_sample_greedily_and_bad_ones_are_refused():

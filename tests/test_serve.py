@@ -597,3 +597,15 @@ def test_slow_wrapper_keeps_the_models_logits(lm):
     wrapped = SlowEndless(lm.model, [lm.tokenizer.eos_id], delay=0)
     a, b = lm.model(ids).logits, wrapped(ids).logits
     assert torch.equal(a[..., 3:], b[..., 3:]) and (b[..., lm.tokenizer.eos_id] < -1e8).all()
+
+
+def test_the_server_leaves_a_core_to_the_http_side(monkeypatch):
+    """`sokhan serve --threads 0` (the default): torch's default less one, at least one; an explicit --threads or
+    OMP_NUM_THREADS is kept."""
+    from sokhan.cli.serve import model_threads
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert [model_threads(0, n) for n in (1, 2, 16)] == [1, 1, 15]
+    assert model_threads(3, 2) == 3
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert model_threads(0, 2) is None and model_threads(1, 2) == 1

@@ -131,6 +131,12 @@ def add_model_folder(parser: argparse.ArgumentParser, what: str = "model") -> No
     add_device(parser)
 
 
+def add_compile(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--compile", action="store_true",
+                        help="compile the decode step with torch.compile first (a one-off wait of seconds, then "
+                             "each token faster; needs a C++ compiler)")
+
+
 def add_device(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", type=device, default="auto", help=f"{DEVICE_HELP} (default: auto)")
 

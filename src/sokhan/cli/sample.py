@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 import sys
 
-from sokhan.cli.arguments import add_config, add_model_folder, at_least, config_from
+from sokhan.cli.arguments import add_compile, add_config, add_model_folder, at_least, config_from
 from sokhan.config import SampleConfig
 
 NAME = "sample"
@@ -18,6 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prompt", default="", help="the text to continue (default: the start of a document)")
     parser.add_argument("--num-samples", type=at_least(1), metavar="N", default=1,
                         help="how many continuations; sample i uses seed + i (default: 1)")
+    add_compile(parser)
     add_config(parser, SampleConfig())
 
 
@@ -26,6 +27,8 @@ def run(args: argparse.Namespace) -> None:
 
     cfg = config_from(args, SampleConfig)
     lm = LanguageModel.load(args.model, device=args.device)
+    if args.compile:
+        print(f"compiled the decode step in {lm.compile():.1f} s", file=sys.stderr)
     out = sys.stdout
     for i in range(args.num_samples):
         sample_cfg = dataclasses.replace(cfg, seed=None if cfg.seed is None else cfg.seed + i)

@@ -42,6 +42,8 @@ class ServeConfig(Config):
                                         "context)", low=1)
     model_name: str | None = option(None, "the model's id in the API (unset: the run folder's name)")
     device: str = option("auto", DEVICE_HELP)
+    threads: int = option(0, "CPU threads the model computes with (0: torch's default less one, at least 1, so that "
+                          "the HTTP side keeps a core; unless OMP_NUM_THREADS is set)", low=0)
 
     def check(self) -> None:
         check_device(self.device)

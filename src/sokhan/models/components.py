@@ -238,8 +238,9 @@ class MultiHeadAttention(nn.Module):
     def forward(self, x: torch.Tensor, *, padding: torch.Tensor | None = None,
                 rope: tuple[torch.Tensor, torch.Tensor] | None = None,
                 cache: KVCache | None = None, layer: int = 0, need_weights: bool = False,
-                ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(output, attention weights or None). `layer` says which of the cache's layers is this one's."""
+                mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(output, attention weights or None). `layer` says which of the cache's layers is this one's; `mask`
+        is `attention_mask` of this call's `padding` when the caller built it once for every layer."""
         b, t, c = x.shape
         qkv = self.qkv(x).view(b, t, 3, self.n_head, self.head_size).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
@@ -252,7 +253,7 @@ class MultiHeadAttention(nn.Module):
             k, v = cache.update(layer, torch.stack((k, v)) if changed else qkv[1:])
         dropout_p = self.attention_dropout if self.training else 0.0
         if self.explicit or need_weights:
-            allowed = attention_mask(t, k.size(2), self.causal, padding, x.device)
+            allowed = mask if mask is not None else attention_mask(t, k.size(2), self.causal, padding, x.device)
             y, weights = scaled_dot_product_attention(q, k, v, allowed, dropout_p)
         else:
             weights = None
@@ -261,7 +262,7 @@ class MultiHeadAttention(nn.Module):
             elif padding is None and t == 1:  # one new token attends to the whole cache
                 y = F.scaled_dot_product_attention(q, k, v)
             else:
-                allowed = attention_mask(t, k.size(2), self.causal, padding, x.device)
+                allowed = mask if mask is not None else attention_mask(t, k.size(2), self.causal, padding, x.device)
                 y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=dropout_p)
         y = y.transpose(1, 2).reshape(b, t, c)
         return dropout(self.out(y), self.dropout, self.training), weights
@@ -360,13 +361,15 @@ class TransformerBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, *, padding: torch.Tensor | None = None,
                 rope: tuple[torch.Tensor, torch.Tensor] | None = None, cache: KVCache | None = None,
-                layer: int = 0, need_weights: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+                layer: int = 0, need_weights: bool = False, mask: torch.Tensor | None = None,
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
         if self.prenorm:
             a, weights = self.attn(self.attn_norm(x), padding=padding, rope=rope, cache=cache, layer=layer,
-                                   need_weights=need_weights)
+                                   need_weights=need_weights, mask=mask)
             x = x + a
             return x + self.ffn(self.ffn_norm(x)), weights
-        a, weights = self.attn(x, padding=padding, rope=rope, cache=cache, layer=layer, need_weights=need_weights)
+        a, weights = self.attn(x, padding=padding, rope=rope, cache=cache, layer=layer, need_weights=need_weights,
+                               mask=mask)
         x = self.attn_norm(x + a)
         return self.ffn_norm(x + self.ffn(x)), weights
 

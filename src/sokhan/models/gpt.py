@@ -26,6 +26,7 @@ from sokhan.models.components import (
     TokenEmbedding,
     TransformerBlock,
     added_positions,
+    attention_mask,
     dropout,
     make_norm,
 )
@@ -47,7 +48,7 @@ class TransformerLM(nn.Module):
         (a classifier built on a GPT keeps the GPT's look-ahead mask but samples nothing: `models/classifier.py`)."""
         super().__init__()
         self.config = cfg
-        causal = self.capabilities.causal if causal_attention is None else causal_attention
+        self.causal = causal = self.capabilities.causal if causal_attention is None else causal_attention
         self.embed = TokenEmbedding(cfg.vocab_size, cfg.n_embd, scale=cfg.scale_embeddings)
         self.positions = added_positions(cfg)
         self.rope = RotaryEmbedding(cfg.head_size, cfg.block_size, cfg.rope_base) if cfg.positional == "rope" else None
@@ -122,9 +123,12 @@ class TransformerLM(nn.Module):
         rope = None
         if self.rope is not None:
             rope = self.rope(offset, t) if positions is None else self.rope.at(positions)
+        # With padding, the mask depends on the lengths and the padding only: built once, not in every layer
+        # (a batched server step on the benchmark GPT: ~30 fewer ops).
+        mask = None if padding is None else attention_mask(t, offset + t, self.causal, padding, idx.device)
         attentions = [] if need_weights else None
         for i, block in enumerate(self.blocks):
-            x, w = block(x, padding=padding, rope=rope, cache=cache, layer=i, need_weights=need_weights)
+            x, w = block(x, padding=padding, rope=rope, cache=cache, layer=i, need_weights=need_weights, mask=mask)
             if attentions is not None:
                 attentions.append(w)
         if cache is not None:
