@@ -602,10 +602,45 @@ def test_slow_wrapper_keeps_the_models_logits(lm):
 def test_the_server_leaves_a_core_to_the_http_side(monkeypatch):
     """`sokhan serve --threads 0` (the default): torch's default less one, at least one; an explicit --threads or
     OMP_NUM_THREADS is kept."""
-    from sokhan.cli.serve import model_threads
+    from sokhan.serve.app import model_threads
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     assert [model_threads(0, n) for n in (1, 2, 16)] == [1, 1, 15]
     assert model_threads(3, 2) == 3
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
     assert model_threads(0, 2) is None and model_threads(1, 2) == 1
+
+
+def test_events_that_are_in_go_out_in_one_write(lm):
+    """A stream writes what is ready together: the role chunk with the first text; and when the last text,
+    the end, usage and [DONE] are all in, one write. A piece still to come is written when it comes."""
+    import asyncio
+
+    from sokhan.infer.sampling import StreamStats
+    from sokhan.serve.app import Reply
+
+    class Events:
+        """A job whose events arrive in the given bursts (each burst ready at once)."""
+
+        def __init__(self, bursts):
+            self.bursts, self.ready = list(bursts), []
+
+        def ready_event(self):
+            return self.ready.pop(0) if self.ready else None
+
+        async def next_event(self):
+            self.ready = self.bursts.pop(0)
+            return self.ready.pop(0)
+
+    async def writes(bursts):
+        job = Events(bursts)
+        first = await job.next_event()
+        server = create_app(lm).state.server
+        reply = Reply(server, chat=True, prompt_ids=[1, 2], include_usage=True)
+        return [w async for w in server.stream_events(job, *first, reply)]
+
+    done = StreamStats(tokens=3, finish_reason="stop")
+    out = asyncio.run(writes([[("text", "سلام")], [("text", " دنیا"), ("text", "!"), ("done", done)]]))
+    assert len(out) == 2
+    assert out[0].count("data: ") == 2 and '"role": "assistant"' in out[0] and "سلام" in out[0]
+    assert out[1].count("data: ") == 5 and out[1].endswith("data: [DONE]\n\n") and '"completion_tokens": 3' in out[1]

@@ -40,26 +40,8 @@ def api_key(cfg: ServeConfig) -> str | None:
     return None if key is None else check_api_key(key, f"${API_KEY_ENV}")
 
 
-def model_threads(requested: int, default: int) -> int | None:
-    """The threads the model's CPU ops get (`--threads`); None leaves torch's `default` as it is.
-
-    By default one core is left to the HTTP side: on a machine of few cores the event loop that
-    parses requests and streams replies, and torch's second thread, otherwise take turns on the
-    same core. Measured with `benchmarks/serve_load.py` (16 clients, 2 cores, 8 alternating
-    blocks): batched 3.31× one at a time with torch's 2 threads, 3.76× with 1. An explicit
-    OMP_NUM_THREADS is the user's choice and is kept.
-    """
-    if requested:
-        return requested
-    if "OMP_NUM_THREADS" in os.environ:
-        return None
-    return max(1, default - 1)
-
-
 def run(args: argparse.Namespace) -> None:
-    import torch  # torch and FastAPI load when the command runs, never for --help
-
-    from sokhan.api import LanguageModel
+    from sokhan.api import LanguageModel  # torch and FastAPI load when the command runs, never for --help
     from sokhan.serve import default_model_name, serve
 
     cfg = config_from(args, ServeConfig)
@@ -67,10 +49,7 @@ def run(args: argparse.Namespace) -> None:
     lm = LanguageModel.load(args.model, device=cfg.device)
     if not lm.capabilities.needs_source:  # a translator is served with /v1/translations and its own page
         lm.require_causal("serving a chat API")
-    threads = model_threads(cfg.threads, torch.get_num_threads())
-    if threads is not None:  # set once the model is loaded and checked: a refused model changes nothing
-        torch.set_num_threads(threads)
     serve(lm, cfg.host, cfg.port, model_name=cfg.model_name or default_model_name(args.model), api_key=key,
           max_tokens_cap=cfg.max_tokens_cap, allowed_hosts=cfg.allowed_host, cors_origins=cfg.cors_origin,
           max_queued=cfg.max_queued, body_timeout=cfg.body_timeout, max_batch=cfg.max_batch,
-          announce=console.print)
+          threads=cfg.threads, announce=console.print)

@@ -88,6 +88,13 @@ class Job:
     async def next_event(self) -> tuple[str, Any]:
         return await self.events.get()
 
+    def ready_event(self) -> tuple[str, Any] | None:
+        """The next event if it is in already, else None (without waiting)."""
+        try:
+            return self.events.get_nowait()
+        except asyncio.QueueEmpty:
+            return None
+
     def drop(self) -> None:
         """From the worker side, when the server stops before the job ran."""
         self._cancel.set()
