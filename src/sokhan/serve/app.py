@@ -515,7 +515,8 @@ class Server:
     async def stream_events(self, job: Job, kind: str, value: Any, reply: Reply) -> AsyncIterator[str]:
         """The reply's server-sent events. The events that are in when one is written go out with it, in one
         write: the role chunk with the first text, the last text with the end, usage and [DONE]. A socket
-        write was a sixth of the event loop's time under 16 streaming clients; this halves their number."""
+        write was a sixth of the event loop's time under 16 streaming clients; a chat reply of four text
+        flushes took 8 writes and now takes 4."""
         events = [sse(reply.chunk({"role": "assistant", "content": ""}, None))] if reply.chat else []
         while kind == "text":
             events.append(sse(reply.chunk(value, None)))
