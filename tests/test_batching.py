@@ -109,6 +109,32 @@ def test_joining_and_leaving_rows_change_no_other_row():
     assert got[1] == expected[1][:5] and got[3] == expected[3][:12]
 
 
+def test_a_row_whose_context_is_full_keeps_the_others_moving():
+    """A row that starts again from its half window takes the same step as the other rows: every step gives
+    every row a token (they used to wait a step for its prefill), and the tokens stay `generate_ids`'s."""
+    model = gpt()
+    cfg = SampleConfig(max_new_tokens=3 * BLOCK, temperature=0)
+    jobs = prompts((3, 11, 7))
+    decoder = BatchedDecoder(model, 3)
+    tokens = {}
+    for prompt in jobs:
+        seq, token = decoder.add(prompt, cfg)
+        tokens[seq] = [token]
+    restarts = 0
+    while decoder.active:
+        before = list(decoder.active)
+        restarts += sum(seq.cached >= BLOCK for seq in before)
+        outcomes = decoder.step()
+        assert [seq for seq, _ in outcomes] == before
+        for seq, token in outcomes:
+            tokens[seq].append(token)
+        for seq in before:
+            if len(tokens[seq]) == cfg.max_new_tokens:
+                decoder.remove(seq)
+    assert restarts >= 6  # each of the three contexts filled up more than once
+    assert list(tokens.values()) == [alone(model, prompt, cfg) for prompt in jobs]
+
+
 def test_padding_never_reads_an_old_rows_values():
     """Positions a row does not use hold zeros, never what an earlier row left there: a NaN left behind
     would turn the row's logits into NaN even under a zero attention weight."""

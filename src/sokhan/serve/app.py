@@ -141,11 +141,21 @@ def default_model_name(path: str | Path) -> str:
 # JSON leaves these raw inside strings (with ensure_ascii=False), but line-splitting SSE clients
 # (str.splitlines: httpx's iter_lines, Python's own readers) break a `data:` line at them.
 LINE_BREAK_ESCAPES = {0x85: "\\u0085", 0x2028: "\\u2028", 0x2029: "\\u2029"}
+LINE_BREAKS = [chr(code) for code in LINE_BREAK_ESCAPES]
 
 
 def sse(data: dict | str) -> str:
-    """One server-sent event: `data: JSON` on one line, whatever the text in it."""
-    text = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False).translate(LINE_BREAK_ESCAPES)
+    """One server-sent event: `data: JSON` on one line, whatever the text in it.
+
+    The line breaks are looked for before they are escaped: `str.translate` with a table goes through
+    the text a character at a time (19 µs for a chunk of Persian text, 4 times the `json.dumps`), three
+    searches take 0.1 µs, and text almost never holds one of them.
+    """
+    if isinstance(data, str):
+        return f"data: {data}\n\n"
+    text = json.dumps(data, ensure_ascii=False)
+    if any(escape in text for escape in LINE_BREAKS):
+        text = text.translate(LINE_BREAK_ESCAPES)
     return f"data: {text}\n\n"
 
 
