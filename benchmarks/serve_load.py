@@ -4,15 +4,16 @@ against continuous batching in the same run.
 Starts two `sokhan serve` on a model folder, each in a subprocess on 127.0.0.1 (so the clients
 do not share a server's interpreter and GIL): one that decodes one request at a time
 (`--max-batch 1`), one that decodes up to `--max-batch` replies together (a GPT's continuous
-batching, `serve/worker.py`). Then N asyncio clients, each sending streaming chat completions
-back to back until the time is up (requests in flight then finish), load one server and then the
-other, in alternating blocks, so that a machine that slows down or speeds up during the run
+batching in a process of its own, `serve/batch_process.py`). Then N asyncio clients, each sending
+streaming chat completions back to back until the time is up (requests in flight then finish),
+load one server and then the other, in alternating blocks, so that a machine that slows down or speeds up during the run
 does so for both. For each server it reports:
 
 * failed requests (a non-200, an error event, a broken connection or line) and truncated
   streams (ended without `[DONE]`): both must be 0;
 * time to first token (p50/p95) and generated tokens per second overall;
-* the server's resident memory after the warm-up and at the end, which must stay within 20 %;
+* the server's resident memory (with its batching process) after the warm-up and at the end, which must stay
+  within 20 %;
 
 then the issue's targets, batched against one at a time: aggregate tokens/s ≥ 4×, p95 time
 to first token lower, and the same greedy replies from both (N greedy chats sent to each server
@@ -83,13 +84,18 @@ def free_port() -> int:
 
 
 def resident_bytes(pid: int) -> int | None:
-    """The process's resident set size (Linux's /proc; None elsewhere)."""
+    """The resident set size of the process and its children (the batching process), from Linux's /proc; None
+    elsewhere."""
     try:
         status = Path(f"/proc/{pid}/status").read_text()
+        children = [int(c) for t in Path(f"/proc/{pid}/task").iterdir()
+                    for c in (t / "children").read_text().split()]
     except OSError:
         return None
     line = next((ln for ln in status.splitlines() if ln.startswith("VmRSS:")), None)
-    return int(line.split()[1]) * 1024 if line else None
+    if line is None:
+        return None
+    return int(line.split()[1]) * 1024 + sum(resident_bytes(c) or 0 for c in children)
 
 
 def percentile(values: list[float], q: float) -> float:

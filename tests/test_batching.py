@@ -8,10 +8,12 @@ library's replies, a client that leaves frees its row, and other work runs betwe
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
@@ -286,19 +288,25 @@ def test_concurrent_clients_get_the_librarys_replies_decoded_together(lm):
                               ("شب", 1.0, 11), ("سلام، حالت چطور است؟", 0.8, 5), ("می", 0, None)]]
     expected = [slow.generate(b["prompt"], max_new_tokens=24, temperature=b["temperature"], seed=b["seed"])
                 for b in bodies]
-    with ServerThread(create_app(slow, max_batch=4)) as s:
+    app = create_app(slow, max_batch=4)
+    worker, rows = app.state.server.worker, []
+    with ServerThread(app) as s:
         results: dict[int, str] = {}
         threads = [threading.Thread(target=lambda i=i: results.__setitem__(i, streamed(s.url, bodies[i])))
                    for i in range(len(bodies))]
         for t in threads:
             t.start()
+        while any(t.is_alive() for t in threads):
+            rows.append(worker.running())
+            time.sleep(0.001)
         for t in threads:
             t.join(TIMEOUT)
     assert [results.get(i) for i in range(len(bodies))] == expected
-    assert max(slow.model.rows) == 4  # decoded together, never more rows than max_batch
+    assert max(rows) == 4  # decoded together, never more rows than max_batch
+    assert set(slow.model.rows) <= {1}  # not here: in the batching process, on its own copy of the model
 
 
-def test_a_client_that_leaves_frees_its_row_and_other_work_runs_between_steps(lm):
+def test_a_client_that_leaves_frees_its_row_and_other_work_runs_beside_the_batch(lm):
     slow = slow_lm(lm)
     app = create_app(slow, max_batch=2, max_tokens_cap=100_000)
     worker = app.state.server.worker
@@ -309,7 +317,7 @@ def test_a_client_that_leaves_frees_its_row_and_other_work_runs_between_steps(lm
             lines = [first.iter_lines(), second.iter_lines()]  # kept: dropping one would close its connection
             assert all(next(lines_).startswith("data: ") for lines_ in lines)
             assert worker.running() == 2
-            # inspecting and a short reply need no row: they run between two steps, not after 20,000 tokens
+            # inspecting needs no row: it runs on the server's model thread, beside the batch, not after 20,000 tokens
             r = httpx.post(s.url + "/inspect/next", json={"text": "دل", "k": 3}, timeout=TIMEOUT)
             assert r.status_code == 200 and len(r.json()["tokens"]) == 3
             # every row is taken: a third reply waits in the queue, and is dropped when its client gives up
@@ -340,29 +348,19 @@ def test_max_batch_1_and_other_families_decode_one_at_a_time(lm):
     assert set(slow.model.rows) == {1}
 
 
-class Loop:
-    """Stands for a request's event loop: records what the worker hands over, and when."""
-
-    def __init__(self):
-        self.handed: list[list] = []
-
-    def call_soon_threadsafe(self, fn, events):
-        self.handed.append([(job.name, event) for job, event in events])
-
-
 class Reader:
-    """Stands for a job: its name and its loop."""
+    """Stands for a job: its name."""
 
-    def __init__(self, name: str, loop: Loop):
-        self.name, self.loop = name, loop
+    def __init__(self, name: str):
+        self.name = name
 
 
 def test_the_outbox_joins_pieces_and_sends_first_text_and_ends_at_once():
-    from sokhan.serve.worker import Outbox
+    from sokhan.serve.batch_process import Outbox
 
-    loop = Loop()
-    a, b = Reader("a", loop), Reader("b", loop)
-    outbox = Outbox(interval=3600.0)
+    handed: list[list] = []
+    a, b = Reader("a"), Reader("b")
+    outbox = Outbox(3600.0, lambda events: handed.append([(job.name, event) for job, event in events]))
     outbox.put(a, "text", "سل", urgent=True)  # a reply's first text: its client waits for it
     outbox.send()
     outbox.put(a, "text", "ام")
@@ -371,14 +369,51 @@ def test_the_outbox_joins_pieces_and_sends_first_text_and_ends_at_once():
     outbox.put(a, "text", " دنیا")
     outbox.put(b, "text", "ل")
     outbox.send()
-    assert loop.handed == [[("a", ("text", "سل"))]]  # the rest waits for the interval
+    assert handed == [[("a", ("text", "سل"))]]  # the rest waits for the interval
     outbox.put(b, "done", "stats")  # an end goes out at once, and what waited goes with it, joined
     outbox.send()
-    assert loop.handed[1] == [("a", ("text", "ام دنیا")), ("b", ("text", "دل")), ("b", ("done", "stats"))]
+    assert handed[1] == [("a", ("text", "ام دنیا")), ("b", ("text", "دل")), ("b", ("done", "stats"))]
     outbox.put(a, "text", "!")
     outbox.send(now=True)
-    assert loop.handed[2] == [("a", ("text", "!"))]
+    assert handed[2] == [("a", ("text", "!"))]
     outbox.interval = 0.0  # a step slower than the interval: every piece as it comes
     outbox.put(a, "text", "؟")
     outbox.send()
-    assert loop.handed[3] == [("a", ("text", "؟"))] and not outbox.events
+    assert handed[3] == [("a", ("text", "؟"))] and not outbox.events
+
+
+def test_a_batching_process_that_dies_fails_its_replies_and_the_next_one_starts_afresh(lm):
+    slow = slow_lm(lm)
+    app = create_app(slow, max_batch=2, max_tokens_cap=100_000)
+    batch = app.state.server.worker.batch
+    with ServerThread(app) as s:
+        with httpx.stream("POST", s.url + "/v1/completions", json={"prompt": "دل", "max_tokens": 20_000,
+                                                                   "stream": True}, timeout=TIMEOUT) as r:
+            lines = r.iter_lines()
+            assert next(lines).startswith("data: ")
+            batch._process.kill()
+            events = [line[len("data: "):] for line in lines if line]
+        error = json.loads(events[-1])["error"]
+        assert "batching process stopped" in error["message"] and "exit code -9" in error["message"]
+        r = post(s.url, {"prompt": "دل", "max_tokens": 5})
+        assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] == 5
+
+
+def test_replies_waiting_for_a_row_are_capped_with_retry_after(lm):
+    slow = slow_lm(lm)
+    app = create_app(slow, max_batch=2, max_queued=2, max_tokens_cap=100_000)
+    worker = app.state.server.worker
+    long = {"prompt": "دل", "max_tokens": 20_000, "stream": True}
+    with ServerThread(app) as s, ThreadPoolExecutor(2) as pool, contextlib.ExitStack() as streams:
+        lines = []
+        for _ in range(2):  # every row taken
+            r = streams.enter_context(httpx.stream("POST", s.url + "/v1/completions", json=long, timeout=TIMEOUT))
+            lines.append(r.iter_lines())  # kept: dropping one would close its connection
+            assert next(lines[-1]).startswith("data: ")
+        queued = [pool.submit(post, s.url, {"prompt": "دل", "max_tokens": 5}) for _ in range(2)]  # wait for a row
+        wait_for(lambda: worker.waiting() == 2 and worker.running() == 2, "two replies to wait for a row")
+        r = post(s.url, {"prompt": "دل", "max_tokens": 5})
+        assert r.status_code == 429 and r.json()["error"]["code"] == "server_busy"
+        assert int(r.headers["retry-after"]) >= 1
+        streams.close()  # hanging up frees both rows: the two waiting replies get them
+        assert [f.result().status_code for f in queued] == [200, 200]

@@ -489,8 +489,8 @@ class Held(nn.Module):
 
 
 def test_waiting_requests_are_capped_with_retry_after(lm):
-    held = Held(lm.model)
-    app = create_app(dataclasses.replace(lm, model=held), max_queued=2)
+    held = Held(lm.model)  # it holds the model thread: one request at a time (batched: tests/test_batching.py)
+    app = create_app(dataclasses.replace(lm, model=held), max_queued=2, max_batch=1)
     body = {"prompt": "دل", "max_tokens": 2}
     with ServerThread(app) as s, ThreadPoolExecutor(3) as pool:
         first = pool.submit(post, s.url + "/v1/completions", body)

@@ -12,7 +12,7 @@ from sokhan.errors import SokhanError
 
 API_KEY_ENV = "SOKHAN_API_KEY"  # where the key may come from instead of argv, which every user of the machine can read
 MAX_QUEUED = 64  # requests waiting for the model before more are refused with 429: one per client of a 64-client load
-MAX_BATCH = 16  # replies decoded together: on a CPU, 16 one-token rows cost about what one does (serve/worker.py)
+MAX_BATCH = 16  # replies decoded together: on a CPU, 16 one-token rows cost about what one does (infer/batching.py)
 BODY_TIMEOUT = 30.0  # seconds a client has to send its whole request body
 
 

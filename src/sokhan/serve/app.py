@@ -39,8 +39,9 @@ chunk. `GET /health` says which views the page shows (`views`: chat or translate
 and, for a translator, its languages and limits (`translation`).
 
 Bad input is always a 4xx with OpenAI's error body (see `errors.py`). Generation runs on the
-model's worker thread (see `worker.py`: a GPT decodes up to `--max-batch` replies together, one
-token each per step), so the event loop only moves bytes; each request
+model's worker thread (see `worker.py`), or for a GPT in a batching process of its own that
+decodes up to `--max-batch` replies together, one token each per step (`batch_process.py`), so
+the event loop only moves bytes; each request
 watches for its client going away from the moment its body is in (`Departure`), and stops
 building its prompt or cancels its job, which frees the model at once.
 
@@ -114,6 +115,7 @@ from sokhan.inspect.html import view_script
 from sokhan.models.checkpoint import run_folder
 from sokhan.serve.errors import APIError, install_handlers
 from sokhan.serve.guard import RequestGuard
+from sokhan.serve.jobs import Call, Job
 from sokhan.serve.schemas import (
     MAX_BEAM,
     TRANSLATE_MAX_CHARS,
@@ -124,7 +126,7 @@ from sokhan.serve.schemas import (
     SamplingFields,
     TranslationRequest,
 )
-from sokhan.serve.worker import Call, Job, ModelWorker
+from sokhan.serve.worker import ModelWorker
 
 MAX_BODY_BYTES = 1 << 20  # 1 MiB: far more than any context this workbench trains
 COMPLETION_DEFAULT_TOKENS = 16  # OpenAI's default for /v1/completions; chat defaults to the cap
