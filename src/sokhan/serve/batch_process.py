@@ -264,8 +264,10 @@ class BatchProcess:
     def start(self) -> None:
         """Start the child (again, if it died) and the thread that reads what it sends."""
         with self._lock:
-            if self._process is not None and self._process.is_alive():
-                return
+            if self._process is not None:
+                if self._process.is_alive():
+                    return
+                self._lose()  # before its reader saw it die
             context = multiprocessing.get_context("spawn")  # not fork: this process runs threads (torch's, HTTP's)
             ours, theirs = context.Pipe()
             self._process = context.Process(target=run_batches, args=(self._state(), self.rows, torch.get_num_threads(),
@@ -352,11 +354,14 @@ class BatchProcess:
             hand_over(handed)
         process.join(STOP_SECONDS)
         with self._lock:
-            if self._process is not process:  # closed on purpose
-                return
-            self._process = self._conn = None
-            lost, self._live = self._live, {}
-            self._started.clear()
-            self._joined.clear()
+            if self._process is process:  # not closed on purpose, nor replaced by `start` already
+                self._lose()
+
+    def _lose(self) -> None:
+        """With the lock held, when the child has died: every job it had ends with an error."""
+        process, self._process, self._conn = self._process, None, None
+        lost, self._live = self._live, {}
+        self._started.clear()
+        self._joined.clear()
         error = SokhanError(f"the batching process stopped (exit code {process.exitcode}); try again")
         hand_over([(job, ("error", error)) for job in lost.values()])
