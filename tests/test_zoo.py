@@ -1,7 +1,9 @@
 """One scale for every family: bits per character, the leaderboard, `sokhan zoo`, and family mix-ups."""
 
+import dataclasses
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +12,7 @@ import torch
 
 from sokhan.api import LanguageModel
 from sokhan.cli import main
+from sokhan.device import processor
 from sokhan.eval.bpc import bits_per_char, sequence_nll
 from sokhan.eval.leaderboard import summarize
 from sokhan.models import ModelConfig, build_model
@@ -42,19 +45,27 @@ def test_lr_schedule_follows_a_time_budget():
     assert lr_at(500, 1.0, 0.1, 10, 1000, time_fraction=0.0) == lr_at(500, 1.0, 0.1, 10, 1000)
 
 
+MINIATURE = ["--source", "hafez", "--tokens", "6000", "--orders", "2,3", "--block-size", "32", "--batch-size", "8",
+             "--no-progress"]  # 6,000 tokens: 24 steps of 8 × 32 for each network
+
+
 @pytest.fixture(scope="module")
 def zoo(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("zoo")
-    code = main(["zoo", "--out-dir", str(out), "--source", "hafez", "--budget", "1.5", "--orders", "2,3",
-                 "--block-size", "32", "--batch-size", "8", "--no-progress"])
-    assert code == 0
+    assert main(["zoo", "--out-dir", str(out), *MINIATURE]) == 0
     return out
 
 
+def rows(folder: Path) -> dict[str, list[str]]:
+    """leaderboard.md's rows by run: its cells."""
+    table = (folder / "leaderboard.md").read_text(encoding="utf-8")
+    cells = [[cell.strip() for cell in line.strip("|").split("|")] for line in table.splitlines()[2:]
+             if line.startswith("|")]
+    return {row[0]: row for row in cells}
+
+
 def test_zoo_runs_every_family_end_to_end(zoo):
-    table = (zoo / "leaderboard.md").read_text(encoding="utf-8")
-    rows = {line.split("|")[1].strip(): line for line in table.splitlines()[2:]}
-    assert set(rows) == set(FAMILIES)
+    assert set(rows(zoo)) == set(FAMILIES)
     assert (zoo / "leaderboard.png").stat().st_size > 10_000
     for run in FAMILIES:
         summary = summarize(zoo / run)
@@ -65,6 +76,24 @@ def test_zoo_runs_every_family_end_to_end(zoo):
             assert summary.masked_loss is None and 0 < summary.val_bpc < math.log2(400)
     # counting beats guessing: the 3-gram is below the 2-gram on held-out text
     assert summarize(zoo / "ngram-3").val_bpc < summarize(zoo / "ngram-2").val_bpc
+
+
+def test_two_zoos_give_the_same_table(zoo, tmp_path):
+    """The default budget is tokens, not seconds: a second zoo trains the same steps and gives the same table, to
+    the digit, but for what this machine measured (wall time, tokens/s), which is named under the table."""
+    assert main(["zoo", "--out-dir", str(tmp_path), *MINIATURE]) == 0
+    first, second = rows(zoo), rows(tmp_path)
+    assert set(first) == set(second) == set(FAMILIES)
+    timed = [5, 6]  # wall time, tokens/s
+    for run in FAMILIES:
+        assert [c for i, c in enumerate(first[run]) if i not in timed] == \
+            [c for i, c in enumerate(second[run]) if i not in timed], run
+        a, b = summarize(zoo / run), summarize(tmp_path / run)
+        assert a == dataclasses.replace(b, seconds=a.seconds, checkpoint=a.checkpoint, data=a.data)  # exactly
+    assert summarize(zoo / "gpt").tokens == 24 * 8 * 32
+    note = (tmp_path / "leaderboard.md").read_text(encoding="utf-8").splitlines()[-1]
+    assert note.startswith("Times measured on ") and f"torch {torch.__version__}" in note
+    assert f"{os.cpu_count()} cores" in note and processor() in note
 
 
 def test_leaderboard_scores_the_whole_val_split_exactly(zoo):
@@ -107,3 +136,16 @@ def test_every_zoo_family_has_a_recipe():
 
     assert tuple(RECIPES) == ZOO_FAMILIES
     assert all(model["family"] == name for name, (model, _) in RECIPES.items())
+
+
+def test_the_table_names_the_machine_of_each_time():
+    from sokhan.eval.leaderboard import RunSummary, measured_on
+
+    def run(name: str, bpc: float, machine: str) -> RunSummary:
+        return RunSummary(name, "gpt", "4×128", 1000, 5000, 2.0, bpc, None, None, machine=machine)
+
+    same = [run("a", 2.5, "CPU X; torch 2.13.0"), run("b", 2.4, "CPU X; torch 2.13.0")]
+    assert measured_on(same) == "Times measured on CPU X; torch 2.13.0."
+    mixed = [*same, run("c", 2.6, "GPU Y; torch 2.13.0"), run("d", 3.0, "")]
+    assert measured_on(mixed) == ("Times measured on CPU X; torch 2.13.0 (b, a); GPU Y; torch 2.13.0 (c); a machine "
+                                  "not recorded (a run trained before sokhan kept it) (d).")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import platform
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -46,3 +48,27 @@ def model_device(model: nn.Module) -> torch.device:
     for t in itertools.chain(model.parameters(), model.buffers()):
         return t.device
     return torch.device("cpu")
+
+
+def processor() -> str:
+    """The CPU's model name (Linux's /proc/cpuinfo; elsewhere what `platform` knows)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine(device: torch.device) -> str:
+    """What a time measured on `device` was measured on, in one line: the GPU's name, or the CPU's with its
+    cores and torch's threads; and torch's version. A run folder keeps it beside its wall time, as the same
+    command takes another time on another machine (the zoo's README table came from one 2-core Xeon)."""
+    if device.type == "cuda":
+        where = torch.cuda.get_device_name(device)
+    else:
+        where = f"{processor()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
+        if device.type != "cpu":
+            where = f"{device.type} on {where}"
+    return f"{where}; torch {torch.__version__}"

@@ -1,4 +1,4 @@
-"""`sokhan zoo`: every family on one corpus and tokenizer, under one budget each, then the leaderboard."""
+"""`sokhan zoo`: every family on one corpus and tokenizer, the same budget each, then the leaderboard."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from sokhan.cli.arguments import add_config, config_from, console
 from sokhan.config import ZooConfig
 
 NAME = "zoo"
-HELP = "every family on the Hafez corpus under one time budget each, then the leaderboard"
+HELP = "every family on the Hafez corpus, the same training tokens each, then the leaderboard"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -57,7 +57,12 @@ class ZooConfig(Config):
     tokenizer: str = option("char", "the one tokenizer every family shares: character level, or byte-level BPE",
                             choices=("char", "bpe"), what="tokenizer kind")
     vocab_size: int = option(2048, "BPE vocabulary size (tokenizer bpe)", low=1, high=MAX_VOCAB)
-    budget: float = option(120.0, "seconds of training per neural network", low=0, low_open=True)
+    # 3M tokens: the zoo's GPT saw 3.6M in two minutes on the 2-core Xeon (README, "The zoo"); every network reads as
+    # many, the slowest (GPT, BERT: ~30k tokens/s there, ~17k on a 2-core EPYC) in about two minutes
+    tokens: int = option(3_000_000, "training tokens per neural network, the same for every one (in whole steps): "
+                         "the same table on every machine", low=1)
+    budget: float = option(0.0, "seconds of training per neural network instead of --tokens (0: off): what this "
+                           "machine buys in that time, which differs from machine to machine", low=0)
     families: list[str] = option(help="the networks to train (repeatable, or comma-separated)",
                                  choices=ZOO_FAMILIES, factory=lambda: list(ZOO_FAMILIES), what="zoo family")
     orders: list[int] = option(help="n-gram orders to count (repeatable, or comma-separated)", low=1,

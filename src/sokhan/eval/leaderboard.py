@@ -60,6 +60,7 @@ class RunSummary:
     counted: bool = False        # counted (an n-gram), not trained: no training compute to plot
     text: str = UNKNOWN          # the short fingerprint of the validation text scored
     data: str = ""               # the data folder whose validation split was scored
+    machine: str = ""            # what `seconds` was measured on (`sokhan.device.machine`); "" if not recorded
 
     @property
     def tokens_per_s(self) -> float:
@@ -101,7 +102,7 @@ def summarize(run_dir: str | Path, device: str = "auto") -> RunSummary:
     text = val_text(data_dir)
     summary = RunSummary(run_dir.name, cfg.family, size, int(lm.model.num_parameters()), int(progress.get("tokens", 0)),
                          float(progress.get("elapsed", 0.0)), val_bpc, masked_loss, masked_accuracy, str(folder),
-                         counted=caps.lookup, text=text, data=str(data_dir))
+                         counted=caps.lookup, text=text, data=str(data_dir), machine=str(progress.get("machine", "")))
     cache.write_text(json.dumps(asdict(summary), indent=2), encoding="utf-8")
     return summary
 
@@ -131,9 +132,21 @@ def _cached(cache: Path, folder: Path) -> RunSummary | None:
     return RunSummary(**data) if current == data["text"] else None
 
 
+def measured_on(summaries: list[RunSummary]) -> str:
+    """Where the table's times were measured, from the run folders: one machine for all, or each with its runs.
+    Bits per character do not depend on the machine; wall time and tokens/s do."""
+    machines: dict[str, list[str]] = {}
+    for s in sort_runs(summaries):
+        machines.setdefault(s.machine or "a machine not recorded (a run trained before sokhan kept it)", []).append(
+            s.run)
+    if len(machines) == 1:
+        return f"Times measured on {next(iter(machines))}."
+    return "Times measured on " + "; ".join(f"{where} ({', '.join(runs)})" for where, runs in machines.items()) + "."
+
+
 def table(summaries: list[RunSummary], title: str = "leaderboard") -> Table:
     """Causal families first, best bits per character on top; masked encoders after, in their own columns."""
-    t = Table(title=title)
+    t = Table(title=title, caption=measured_on(summaries))
     for name in ("run", "family", "size", "params", "tokens", "time", "tok/s", "val bpc", "MLM loss", "MLM acc"):
         t.add_column(name, justify="left" if name in ("run", "family", "size") else "right", no_wrap=True)
     for s in sort_runs(summaries):
@@ -162,7 +175,7 @@ def markdown(summaries: list[RunSummary]) -> str:
         lines.append(f"| {s.run} | {s.family} | {s.size} | {s.parameters:,} | {s.tokens:,} | {seconds(s.seconds)} | "
                      f"{s.tokens_per_s:,.0f} | {fmt(s.val_bpc, 3)} | {fmt(s.masked_loss, 3)} | "
                      f"{fmt(s.masked_accuracy, 3)} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n\n" + measured_on(summaries) + "\n"
 
 
 def sort_runs(summaries: list[RunSummary]) -> list[RunSummary]:

@@ -21,7 +21,7 @@ from torch import nn
 
 from sokhan.config import ModelConfig, TrainConfig, check_out_dir
 from sokhan.data.shards import TokenData, load_meta
-from sokhan.device import resolve_device
+from sokhan.device import machine, resolve_device
 from sokhan.errors import SokhanError
 from sokhan.eval.bpc import sequence_nll
 from sokhan.inspect.curves import draw_loss_curve
@@ -104,7 +104,8 @@ def count_ngrams(model: nn.Module, cfg: TrainConfig, run_config: dict[str, Any],
     metrics.write({"step": 1, "split": "val", "loss": val_loss, "bpc": val_bpc, "tokens": train.num_tokens,
                    "time": round(elapsed, 3)})
     metrics.close()
-    run_config["progress"] = {"step": 1, "tokens": train.num_tokens, "elapsed": round(elapsed, 2)}
+    run_config["progress"] = {"step": 1, "tokens": train.num_tokens, "elapsed": round(elapsed, 2),
+                              "machine": machine(torch.device("cpu"))}  # counting runs on the CPU
     save_checkpoint(run_dir, 1, model, run_config, tokenizer_json, None, keep=1)
     console.print(f"counted {model.num_parameters():,} n-grams in {elapsed:.1f}s: val loss {val_loss:.4f}, "
                   f"{val_bpc:.3f} bits/char")

@@ -32,6 +32,7 @@ import torch
 
 import sokhan
 from sokhan.api import LanguageModel
+from sokhan.device import processor
 from sokhan.errors import SokhanError
 from sokhan.eval.leaderboard import summarize
 from sokhan.infer.fill import fill_masks
@@ -214,16 +215,6 @@ def environment() -> dict[str, str]:
             "accelerator": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
             "python": platform.python_version(), "torch": torch.__version__, "sokhan": sokhan_commit(),
             "system": f"{platform.system()} {platform.release()}"}
-
-
-def processor() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def memory() -> str:

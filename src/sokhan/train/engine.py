@@ -27,7 +27,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import nn
 
 from sokhan.config import TrainConfig
-from sokhan.device import autocast_for, resolve_device
+from sokhan.device import autocast_for, machine, resolve_device
 from sokhan.errors import SokhanError
 from sokhan.models.checkpoint import (
     latest_checkpoint,
@@ -208,7 +208,9 @@ class Trainer:
         """Write a checkpoint; a full disk or read-only folder is one line naming the path, and the last
         complete checkpoint stands (`save_checkpoint` only replaces `latest` once the new one is whole).
         Under torchrun every rank takes part in gathering it and rank 0 writes it (the others get None)."""
-        self.run_config["progress"] = {"step": self.step, "tokens": self.tokens, "elapsed": round(self.elapsed, 2)}
+        where = machine(self.device) + (f"; {self.group.world} processes" if self.group is not None else "")
+        self.run_config["progress"] = {"step": self.step, "tokens": self.tokens, "elapsed": round(self.elapsed, 2),
+                                       "machine": where}  # what the elapsed time was measured on (the last one)
         model: nn.Module = self.model
         if self.group is not None and self.group.fsdp:
             model = distributed.Weights(distributed.full_weights(self.model, self.weight_names, self.group.main))
