@@ -397,6 +397,35 @@ def test_a_batching_process_that_dies_fails_its_replies_and_the_next_one_starts_
         assert "batching process stopped" in error["message"] and "exit code -9" in error["message"]
         r = post(s.url, {"prompt": "دل", "max_tokens": 5})
         assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] == 5
+        with ThreadPoolExecutor(1) as pool:  # not streamed: a 503, to be tried again
+            reply = pool.submit(post, s.url, {"prompt": "دل", "max_tokens": 20_000})
+            wait_for(lambda: app.state.server.worker.running() == 1, "the reply to get a row")
+            batch._process.kill()
+            r = reply.result()
+        assert r.status_code == 503 and r.headers["retry-after"] == "1", r.text
+        assert r.json()["error"]["code"] == "model_unavailable" and "try again" in r.json()["error"]["message"]
+
+
+class Unloadable(Slow):
+    """Pickles, but cannot be unpickled: as a model whose code the batching process cannot load."""
+
+    def __setstate__(self, state):
+        raise RuntimeError("no such module here")
+
+
+def test_a_model_the_batching_process_cannot_load_is_refused_in_one_line(lm):
+    banned = [lm.tokenizer.eos_id]
+    app = create_app(dataclasses.replace(lm, model=Unloadable(lm.model, banned, 0.0)), max_batch=2)
+    batch = app.state.server.worker.batch
+    with ServerThread(app) as s:
+        for _ in range(2):  # the second is refused at once: no new process is started for it
+            r = post(s.url, {"prompt": "دل", "max_tokens": 5})
+            error = r.json()["error"]
+            assert r.status_code == 503 and "retry-after" not in r.headers
+            assert error["message"] == ("the batching process could not load the model (RuntimeError: no such module "
+                                        "here); serve it with --max-batch 1")
+            assert batch._process is None
+        assert httpx.post(s.url + "/inspect/next", json={"text": "دل", "k": 2}, timeout=TIMEOUT).status_code == 200
 
 
 def test_replies_waiting_for_a_row_are_capped_with_retry_after(lm):

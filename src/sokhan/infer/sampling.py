@@ -209,7 +209,11 @@ def compile_decode_step(model: nn.Module) -> float:
 
     With every graph the step will need compiled at load, the steps skip Dynamo's guard checks
     (`torch.compiler.set_stance(skip_guard_eval_unsafe=True)`: only the guards that tell the two
-    graphs apart run, and a step that would need a third graph raises instead of compiling).
+    graphs apart run; a step that needed a third graph raised instead of compiling, in the test
+    that warmed up one graph only). That is safe only while every call looks like the warm-up:
+    one row, no other inputs, a cache of this model, inference mode, the same oneDNN setting;
+    `decode_step` sends only such calls here, and a call unlike them could be computed wrong
+    rather than refused, so nothing else may call the compiled forward.
     The guards cost ~50 µs of each ~440 µs step: measured on the benchmark GPT, 2,217 tokens/s
     with them and 2,431 without (+9.7 %); generate_speed.py's compiled/HF went from 2.92–3.08×
     to 3.08–3.20× in five runs each. The weights are frozen into the graph: a model trained
@@ -219,6 +223,8 @@ def compile_decode_step(model: nn.Module) -> float:
     caps = model.capabilities
     if not (caps.causal and caps.attention) or caps.needs_source:
         raise SokhanError(f"--compile compiles a GPT's decode step; a {model.config.family} model has none")
+    if not hasattr(torch.compiler, "set_stance"):
+        raise SokhanError(f"--compile needs torch 2.6 or later (this is {torch.__version__}); run without --compile")
     compiled = torch.compile(model, dynamic=True, options=COMPILE_OPTIONS)
     block = model.config.block_size
     start = time.perf_counter()

@@ -554,7 +554,7 @@ ATTENTION_KINDS = ("cross", "encoder", "decoder")  # a translator's, the default
 
 def stream_error(error: BaseException) -> dict:
     """The last event of a stream that failed after it began (its status is already sent)."""
-    message = str(error) if isinstance(error, SokhanError) else f"generation failed: {type(error).__name__}"
+    message = str(error) if isinstance(error, (SokhanError, APIError)) else f"generation failed: {type(error).__name__}"
     return {"error": {"message": message, "type": "server_error", "param": None, "code": None}}
 
 

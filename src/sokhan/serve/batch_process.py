@@ -32,6 +32,7 @@ import pickle
 import signal
 import threading
 import time
+import traceback
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -46,6 +47,7 @@ from sokhan.config import SampleConfig
 from sokhan.errors import SokhanError
 from sokhan.infer.batching import BatchedDecoder, Sequence
 from sokhan.infer.sampling import StreamStats, TextStream
+from sokhan.serve.errors import APIError
 from sokhan.serve.jobs import Job, SampleJob, hand_over
 from sokhan.text.tokenizers import Tokenizer
 
@@ -134,7 +136,7 @@ class Batch:
             try:
                 seq, token = self.decoder.add(job.prompt_ids, job.cfg)
             except Exception as e:
-                self.outbox.put(job, "error", e)
+                self.failed(job, e)
             else:
                 self.jobs[seq] = (job, text)
                 self._advance(seq, token)
@@ -152,7 +154,7 @@ class Batch:
         except Exception as e:  # a bug, or out of memory: every job in the step fails, the rows are freed
             outcomes = []
             for seq, (job, _) in list(self.jobs.items()):
-                self.outbox.put(job, "error", e)
+                self.failed(job, e)
                 self._leave(seq)
         for seq, outcome in outcomes:
             if isinstance(outcome, SokhanError):  # its row is freed already
@@ -160,6 +162,13 @@ class Batch:
             else:
                 self._advance(seq, outcome)
         self.outbox.send()
+
+    def failed(self, job: BatchJob, error: Exception) -> None:
+        """`job` ends with `error`; one that is not a user's error (a bug, out of memory) is logged with its
+        traceback here, as the server's log would show it, since only the exception itself crosses the pipe."""
+        if not isinstance(error, SokhanError):
+            traceback.print_exception(error)
+        self.outbox.put(job, "error", error)
 
     def _advance(self, seq: Sequence, token: int) -> None:
         job, text = self.jobs[seq]
@@ -186,10 +195,11 @@ class Batch:
 
 
 def picklable(value: Any) -> Any:
-    """An event's value as it can cross the pipe: an exception that does not pickle becomes a RuntimeError of its
-    type's name (what a client is told of an unexpected error anyway, see `app.stream_error`)."""
+    """An event's value as it can cross the pipe: an exception that does not survive pickling (both ways) becomes a
+    RuntimeError of its type's name, so the client is told "generation failed: RuntimeError" (`app.stream_error`)
+    and the exception's own text stays in this process's log (`Batch.failed`)."""
     try:
-        pickle.dumps(value)
+        pickle.loads(pickle.dumps(value))
     except Exception:
         return RuntimeError(type(value).__name__)
     return value
@@ -201,12 +211,17 @@ def run_batches(state: bytes, rows: int, threads: int, conn: Connection) -> None
     decode. Ends at "stop" or when the server's end of the pipe closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the server stops this one
     torch.set_num_threads(threads)
-    model, tokenizer = pickle.loads(state)  # made by the server process from its own model (`BatchProcess`)
+    try:
+        model, tokenizer = pickle.loads(state)  # made by the server process from its own model (`BatchProcess`)
+    except Exception as e:
+        conn.send(("failed", f"{type(e).__name__}: {e}"))
+        return
     del state
+    conn.send(("ready",))
     jobs: dict[int, BatchJob] = {}  # added and not ended
 
     def send(events: list[tuple[BatchJob, Event]]) -> None:
-        conn.send([(job.id, (kind, picklable(value))) for job, (kind, value) in events])
+        conn.send(("events", [(job.id, (kind, picklable(value))) for job, (kind, value) in events]))
         for job, (kind, _) in events:
             if kind != "text":
                 jobs.pop(job.id, None)
@@ -238,7 +253,12 @@ def run_batches(state: bytes, rows: int, threads: int, conn: Connection) -> None
 # --- in the server process ---------------------------------------------------------------------------------------
 
 class BatchProcess:
-    """The server's side of the child process: `submit` a SampleJob, and its events come back to its event loop."""
+    """The server's side of the child process: `submit` a SampleJob, and its events come back to its event loop.
+
+    A child that dies fails the jobs it had with a 503 ("try again"), and the next job starts a new one. A child
+    that cannot load the model (it sends why instead of "ready") is not started again: every job is refused with
+    a 503 that says to serve with --max-batch 1.
+    """
 
     def __init__(self, lm: LanguageModel, rows: int):
         self.lm, self.rows = lm, rows
@@ -246,11 +266,12 @@ class BatchProcess:
         self._ids = itertools.count()
         self._live: dict[int, SampleJob] = {}  # submitted and not ended, client still there
         self._started: set[int] = set()  # of those, the ones the child has sent an event for (they have a row)
-        self._lock = threading.Lock()  # guards the pipe's sending end, `_live`, `_started` and the process
+        self._joined: dict[int, float] = {}  # when each started one got its row
+        self._lock = threading.Lock()  # guards the pipe's sending end, the dicts above and the process
         self._process: multiprocessing.process.BaseProcess | None = None
         self._conn: Connection | None = None
+        self._broken: str | None = None  # why the child could not load the model: no new one would either
         self.seconds_per_job = 0.0  # a moving average of how long a job keeps its row
-        self._joined: dict[int, float] = {}
 
     def _state(self) -> bytes:
         """The model and tokenizer as the child gets them: pickled here, from this process's memory (made again at
@@ -264,19 +285,25 @@ class BatchProcess:
     def start(self) -> None:
         """Start the child (again, if it died) and the thread that reads what it sends."""
         with self._lock:
-            if self._process is not None:
-                if self._process.is_alive():
-                    return
-                self._lose()  # before its reader saw it die
-            context = multiprocessing.get_context("spawn")  # not fork: this process runs threads (torch's, HTTP's)
-            ours, theirs = context.Pipe()
-            self._process = context.Process(target=run_batches, args=(self._state(), self.rows, torch.get_num_threads(),
-                                                                     theirs), name="sokhan-batch", daemon=True)
-            self._process.start()
-            theirs.close()
-            self._conn = ours
-            threading.Thread(target=self._read, args=(ours, self._process), name="sokhan-batch-reader",
-                             daemon=True).start()
+            self._start()
+
+    def _start(self) -> None:
+        """`start` with the lock held."""
+        if self._broken is not None:
+            return
+        if self._process is not None:
+            if self._process.is_alive():
+                return
+            self._lose()  # before its reader saw it die
+        context = multiprocessing.get_context("spawn")  # not fork: this process runs threads (torch's, HTTP's)
+        ours, theirs = context.Pipe()
+        self._process = context.Process(target=run_batches, args=(self._state(), self.rows, torch.get_num_threads(),
+                                                                 theirs), name="sokhan-batch", daemon=True)
+        self._process.start()
+        theirs.close()
+        self._conn = ours
+        threading.Thread(target=self._read, args=(ours, self._process), name="sokhan-batch-reader",
+                         daemon=True).start()
 
     def close(self) -> None:
         """Stop the child; the jobs it had are cancelled (their clients are gone with the server)."""
@@ -291,17 +318,18 @@ class BatchProcess:
             return
         with contextlib.suppress(OSError):
             conn.send(("stop",))
-        process.join(STOP_SECONDS)
-        if process.is_alive():
-            process.terminate()
-            process.join()
+        stop(process)
         conn.close()
 
     def submit(self, job: SampleJob) -> None:
-        self.start()
+        """Hand `job` to the child (started first if need be), or fail it at once if no child can load the model."""
         job_id = next(self._ids)
         job.on_abandon = lambda: self._cancel(job_id)
-        with self._lock:
+        with self._lock:  # one hold: a child that dies now fails this job too (`_lose`), or a new one gets it
+            self._start()
+            if self._broken is not None:
+                hand_over([(job, ("error", unavailable(self._broken, retry=False)))])
+                return
             self._live[job_id] = job
             self._send(("add", job_id, job.prompt_ids, job.cfg))
 
@@ -329,39 +357,67 @@ class BatchProcess:
                 self._conn.send(message)
 
     def _read(self, conn: Connection, process: multiprocessing.process.BaseProcess) -> None:
-        """Hand what the child sends to the requests' event loops, until it stops."""
+        """Hand what the child sends to the requests' event loops, until it stops (or sends what cannot be read:
+        then it is stopped, and its jobs fail)."""
         while True:
             try:
-                events = conn.recv()
-            except (EOFError, OSError):
+                message = conn.recv()
+            except EOFError:
                 break
-            handed: list[tuple[Job, Event]] = []
-            with self._lock:
-                for job_id, event in events:
-                    job = self._live.get(job_id)
-                    if job is None:  # its client left
-                        continue
-                    now = time.perf_counter()
-                    if job_id not in self._started:
-                        self._started.add(job_id)
-                        self._joined[job_id] = now
-                    if event[0] != "text":
-                        del self._live[job_id]
-                        self._started.discard(job_id)
-                        joined = self._joined.pop(job_id, now)
-                        self.seconds_per_job += 0.2 * (now - joined - self.seconds_per_job)
-                    handed.append((job, event))
-            hand_over(handed)
-        process.join(STOP_SECONDS)
+            except Exception:  # OSError, or a message that does not unpickle
+                process.kill()
+                break
+            if message[0] == "failed":
+                with self._lock:
+                    self._broken = (f"the batching process could not load the model ({message[1]}); serve it with "
+                                    "--max-batch 1")
+                break
+            if message[0] == "events":
+                self._deliver(message[1])
+        stop(process)
         with self._lock:
             if self._process is process:  # not closed on purpose, nor replaced by `start` already
                 self._lose()
 
+    def _deliver(self, events: list[tuple[int, Event]]) -> None:
+        handed: list[tuple[Job, Event]] = []
+        with self._lock:
+            for job_id, event in events:
+                job = self._live.get(job_id)
+                if job is None:  # its client left
+                    continue
+                now = time.perf_counter()
+                if job_id not in self._started:
+                    self._started.add(job_id)
+                    self._joined[job_id] = now
+                if event[0] != "text":
+                    del self._live[job_id]
+                    self._started.discard(job_id)
+                    joined = self._joined.pop(job_id, now)
+                    self.seconds_per_job += 0.2 * (now - joined - self.seconds_per_job)
+                handed.append((job, event))
+        hand_over(handed)
+
     def _lose(self) -> None:
-        """With the lock held, when the child has died: every job it had ends with an error."""
+        """With the lock held, when the child has stopped: every job it had ends with an error."""
         process, self._process, self._conn = self._process, None, None
         lost, self._live = self._live, {}
         self._started.clear()
         self._joined.clear()
-        error = SokhanError(f"the batching process stopped (exit code {process.exitcode}); try again")
-        hand_over([(job, ("error", error)) for job in lost.values()])
+        why = self._broken or f"the batching process stopped (exit code {process.exitcode}); try again"
+        hand_over([(job, ("error", unavailable(why, retry=self._broken is None))) for job in lost.values()])
+
+
+def stop(process: multiprocessing.process.BaseProcess) -> None:
+    """Wait for the child to end, and end it if it does not (so that two never hold the model's memory)."""
+    process.join(STOP_SECONDS)
+    if process.is_alive():
+        process.kill()
+        process.join()
+
+
+def unavailable(why: str, retry: bool) -> APIError:
+    """What a job's client gets when the batching process is gone: a 503, to be tried again in a second if a new
+    child may serve it."""
+    return APIError(503, why, None, "model_unavailable", type="server_error",
+                    headers={"Retry-After": "1"} if retry else None)
