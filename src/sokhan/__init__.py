@@ -1,13 +1,36 @@
-"""sokhan (سخن): a Persian-first workbench for language models."""
+"""sokhan (سخن): a Persian-first workbench for language models.
+
+The public Python API, what the guided tour (docs/tour/) is written with:
+
+    >>> import sokhan
+    >>> docs = list(sokhan.documents("hafez"))          # a corpus, as `sokhan prepare --source` reads it
+    >>> text = sokhan.normalize(docs[0])                  # Persian normalization, as every command does it
+    >>> tok = sokhan.train_tokenizer("bpe", iter(docs), vocab_size=2048)   # or "char"
+    >>> plt.title(sokhan.label("بیت بر نویسه"))            # a Persian label as matplotlib must get it
+    >>> lm = sokhan.LanguageModel.load("runs/demo/pretrain")
+
+Each name is imported when first used, so `import sokhan` stays light (no torch).
+"""
+
+from importlib import import_module
 
 __version__ = "0.1.0"
 
+# name -> (module, attribute): the public API, each documented where it lives
+_PUBLIC = {
+    "LanguageModel": ("sokhan.api", "LanguageModel"),
+    "documents": ("sokhan.data.sources", "iter_documents"),
+    "normalize": ("sokhan.text.normalize", "normalize"),
+    "train_tokenizer": ("sokhan.text.tokenizers", "train_tokenizer"),
+    "label": ("sokhan.inspect.render", "display"),
+}
+
 
 def __getattr__(name: str):  # keep `import sokhan` light: torch loads only when the API is used
-    if name == "LanguageModel":
-        from sokhan.api import LanguageModel
-        return LanguageModel
+    if name in _PUBLIC:
+        module, attribute = _PUBLIC[name]
+        return getattr(import_module(module), attribute)
     raise AttributeError(name)
 
 
-__all__ = ["LanguageModel", "__version__"]
+__all__ = [*_PUBLIC, "__version__"]
