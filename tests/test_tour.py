@@ -66,3 +66,14 @@ def test_every_public_name_resolves_and_import_stays_light():
     assert out == ["False", "True"]  # torch loads with the API, not with `import sokhan`
     with pytest.raises(AttributeError):
         sokhan.no_such_name  # noqa: B018
+
+
+def test_prepare_and_pretrain_check_their_options_as_the_command_line_does(tmp_path):
+    from sokhan.errors import SokhanError
+
+    with pytest.raises(SokhanError, match=r"^unknown option 'ordr' in sokhan.pretrain"):
+        sokhan.pretrain(data=tmp_path, out_dir=tmp_path / "run", model="ngram", ordr=5)
+    with pytest.raises(SokhanError, match=r"^unknown option 'vocab' in sokhan.prepare"):
+        sokhan.prepare(source="hafez", out_dir=tmp_path / "data", vocab=300)
+    with pytest.raises(SokhanError, match="order"):
+        sokhan.pretrain(data=tmp_path, out_dir=tmp_path / "run", model="ngram", order=0)

@@ -7,7 +7,10 @@ The public Python API, what the guided tour (docs/tour/) is written with:
     >>> text = sokhan.normalize(docs[0])                  # Persian normalization, as every command does it
     >>> tok = sokhan.train_tokenizer("bpe", iter(docs), vocab_size=2048)   # or "char"
     >>> plt.title(sokhan.label("بیت بر نویسه"))            # a Persian label as matplotlib must get it
-    >>> lm = sokhan.LanguageModel.load("runs/demo/pretrain")
+    >>> data = sokhan.prepare(source="hafez", out_dir="runs/data", tokenizer="char")    # `sokhan prepare`
+    >>> run = sokhan.pretrain(data=data, out_dir="runs/5gram", model="ngram", order=5)  # `sokhan train`
+    >>> sokhan.summarize(run).val_bpc                     # the leaderboard's figure: bits/char of the val split
+    >>> lm = sokhan.LanguageModel.load(run)
 
 Each name is imported when first used, so `import sokhan` stays light (no torch).
 """
@@ -22,6 +25,9 @@ _PUBLIC = {
     "documents": ("sokhan.data.sources", "iter_documents"),
     "normalize": ("sokhan.text.normalize", "normalize"),
     "train_tokenizer": ("sokhan.text.tokenizers", "train_tokenizer"),
+    "prepare": ("sokhan.recipes.steps", "prepare"),
+    "pretrain": ("sokhan.recipes.steps", "pretrain"),  # not `train`: that is the package sokhan.train
+    "summarize": ("sokhan.eval.leaderboard", "summarize"),  # a run's leaderboard row: bits/char of its val split
     "label": ("sokhan.inspect.render", "display"),
 }
 
