@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import os
 import platform
@@ -50,6 +51,7 @@ def model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
+@functools.cache
 def processor() -> str:
     """The CPU's model name (Linux's /proc/cpuinfo; elsewhere what `platform` knows)."""
     try:

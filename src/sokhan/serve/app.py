@@ -798,8 +798,9 @@ def model_threads(requested: int, default: int) -> int | None:
     By default one core is left to the HTTP side: on a machine of few cores the event loop that
     parses requests and streams replies, and torch's second thread, otherwise take turns on the
     same core. Measured with `benchmarks/serve_load.py` (16 clients, 2 cores, 8 alternating
-    blocks): batched 3.31× one at a time with torch's 2 threads, 3.76× with 1. An explicit
-    OMP_NUM_THREADS is the user's choice and is kept.
+    blocks) while the batch still ran on the server's thread: batched 3.31× one at a time with
+    torch's 2 threads, 3.76× with 1. The batching process gets the same count (not measured
+    again since it moved). An explicit OMP_NUM_THREADS is the user's choice and is kept.
     """
     if requested:
         return requested

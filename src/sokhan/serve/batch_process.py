@@ -262,7 +262,7 @@ class BatchProcess:
 
     def __init__(self, lm: LanguageModel, rows: int):
         self.lm, self.rows = lm, rows
-        self._state()  # refused now, not at the first request
+        self._first_state: bytes | None = self._state()  # refused now, not at the first request; kept for `start`
         self._ids = itertools.count()
         self._live: dict[int, SampleJob] = {}  # submitted and not ended, client still there
         self._started: set[int] = set()  # of those, the ones the child has sent an event for (they have a row)
@@ -275,7 +275,7 @@ class BatchProcess:
 
     def _state(self) -> bytes:
         """The model and tokenizer as the child gets them: pickled here, from this process's memory (made again at
-        each start rather than kept: it is as big as the weights)."""
+        each restart rather than kept: it is as big as the weights)."""
         try:
             return pickle.dumps((self.lm.model, self.lm.tokenizer))
         except Exception as e:
@@ -297,7 +297,8 @@ class BatchProcess:
             self._lose()  # before its reader saw it die
         context = multiprocessing.get_context("spawn")  # not fork: this process runs threads (torch's, HTTP's)
         ours, theirs = context.Pipe()
-        self._process = context.Process(target=run_batches, args=(self._state(), self.rows, torch.get_num_threads(),
+        state, self._first_state = self._first_state or self._state(), None  # pickled once for the first child
+        self._process = context.Process(target=run_batches, args=(state, self.rows, torch.get_num_threads(),
                                                                  theirs), name="sokhan-batch", daemon=True)
         self._process.start()
         theirs.close()
