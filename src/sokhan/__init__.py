@@ -11,6 +11,12 @@ The public Python API, what the guided tour (docs/tour/) is written with:
     >>> run = sokhan.pretrain(data=data, out_dir="runs/5gram", model="ngram", order=5)  # `sokhan train`
     >>> sokhan.summarize(run).val_bpc                     # the leaderboard's figure: bits/char of the val split
     >>> lm = sokhan.LanguageModel.load(run)
+    >>> chat = sokhan.finetune(base=run, out_dir="runs/chat", lora=True)          # `sokhan finetune`
+    >>> mt = sokhan.translate_train(data="pairs.tsv", out_dir="runs/mt")          # `sokhan translate-train`
+    >>> sweep = sokhan.sweep(sizes=["2x32", "2x64"], budgets=[1e11, 3e11])       # `sokhan sweep`: sweep.json
+    >>> maps = sokhan.attention_maps(lm, "دل می‌رود ز دستم")  # weights (layers, heads, T, T) of its forward pass
+    >>> sokhan.translation_attention(mt, "I see the sea.").cross                 # target tokens over source
+    >>> sokhan.positional_encoding(lm).matrix                # its sinusoidal / learned table, or RoPE's cosines
 
 Each name is imported when first used, so `import sokhan` stays light (no torch).
 """
@@ -28,7 +34,13 @@ _PUBLIC = {
     "prepare": ("sokhan.recipes.steps", "prepare"),
     "pretrain": ("sokhan.recipes.steps", "pretrain"),  # not `train`: that is the package sokhan.train
     "summarize": ("sokhan.eval.leaderboard", "summarize"),  # a run's leaderboard row: bits/char of its val split
+    "finetune": ("sokhan.recipes.steps", "finetune"),
+    "translate_train": ("sokhan.recipes.steps", "translate_train"),
+    "sweep": ("sokhan.recipes.steps", "sweep"),
     "label": ("sokhan.inspect.render", "display"),
+    "attention_maps": ("sokhan.inspect.attention", "attention_maps"),  # a Transformer's weights per layer and head
+    "translation_attention": ("sokhan.inspect.attention", "translation_attention"),  # encoder, decoder, cross
+    "positional_encoding": ("sokhan.inspect.positions", "positional_encoding"),
 }
 
 

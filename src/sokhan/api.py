@@ -6,6 +6,10 @@
     >>> for piece in lm.stream("دل"): print(piece, end="")
     >>> lm.bits_per_char("متنی برای سنجش")
     >>> lm.chat([{"role": "user", "content": "سلام"}], max_new_tokens=40)
+    >>> lm.predictions("دل می‌رود").surprisal()       # bits each token of a text cost the model, token by token
+
+    >>> bert = LanguageModel.load("runs/bert")             # a masked LM (family bert)
+    >>> bert.fill("دل <mask> ز دستم")                       # the likeliest fills of each <mask>
 
     >>> mt = LanguageModel.load("runs/translate")          # a translation model (seq2seq)
     >>> mt.translate("Transformers learn from data.", beam=4)
@@ -20,7 +24,9 @@ Sampling options are `SampleConfig`'s fields as keywords (`temperature`, `top_k`
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -28,15 +34,39 @@ import torch
 from sokhan.config import SampleConfig, TranslateConfig
 from sokhan.data.sources import split_text
 from sokhan.device import model_device
+from sokhan.errors import SokhanError
 from sokhan.eval.bpc import Score, model_doc_split, score_documents
 from sokhan.infer.chat import chat_prompt, stream_reply
 from sokhan.infer.classify import classify
+from sokhan.infer.fill import fill_masks
 from sokhan.infer.sampling import compile_decode_step, stream_text
 from sokhan.infer.translate import translate_lines
 from sokhan.models.trained import TrainedModel
 from sokhan.text.chat_template import ChatTemplate, Message
 
 Messages = Iterable[Message | Mapping[str, str]]
+
+
+@dataclass
+class Predictions:
+    """What a left-to-right model expected at each token of a text: row i of `log_probs` is its distribution
+    (natural log) over the vocabulary for token i, having read <|bos|> and tokens 0 … i−1. The last token is
+    <|eos|>: a model is scored on knowing where a document ends, too."""
+
+    tokens: list[str]          # the text of each token (<|eos|> last)
+    ids: list[int]             # its id
+    log_probs: torch.Tensor    # (tokens, vocabulary) float32 on the CPU
+    chars: int                 # characters of the normalized text, plus one for its end (as bits/char counts)
+
+    def surprisal(self) -> list[float]:
+        """Bits each token cost: −log₂ p(token | what came before)."""
+        rows = torch.arange(len(self.ids))
+        return (-self.log_probs[rows, torch.tensor(self.ids)] / math.log(2)).tolist()
+
+    @property
+    def bits_per_char(self) -> float:
+        """The surprisals' sum over the characters: `LanguageModel.bits_per_char` of the same text (one window)."""
+        return sum(self.surprisal()) / self.chars
 
 
 class LanguageModel(TrainedModel):
@@ -100,6 +130,27 @@ class LanguageModel(TrainedModel):
         """A classifier's labels for `text` (and its `pair`, for a classifier of pairs), each with its probability,
         the likeliest first."""
         return classify(self, text, pair)
+
+    def fill(self, text: str, top_k: int = 5) -> list[list[tuple[str, float]]]:
+        """A masked LM's guesses for each `<mask>` in `text`, left to right: `top_k` (token, probability) each,
+        the likeliest first (as `sokhan fill` prints them)."""
+        return fill_masks(self, text, top_k)
+
+    @torch.inference_mode()
+    def predictions(self, text: str) -> Predictions:
+        """The model's next-token distribution at every token of `text` (normalized, after <|bos|>, as in
+        training), from one forward pass: what `score` sums, token by token. The text must fit the context."""
+        self.require_causal("next-token predictions")
+        normalized = self.normalize(text).strip()
+        if not normalized:
+            raise SokhanError("give a text to predict")
+        ids = [self.tokenizer.bos_id, *self.tokenizer.encode_plain(normalized), self.tokenizer.eos_id]
+        if len(ids) - 1 > self.block_size:
+            raise SokhanError(f"the text is {len(ids) - 2} tokens, more than the model's context of "
+                              f"{self.block_size} (with <|bos|> and <|eos|>); give a shorter text")
+        logits = self.model(torch.tensor([ids[:-1]], device=model_device(self.model))).logits[0]
+        log_probs = torch.log_softmax(logits.float(), dim=-1).cpu()
+        return Predictions([self.tokenizer.decode([i]) for i in ids[1:]], ids[1:], log_probs, len(normalized) + 1)
 
     @torch.inference_mode()
     def next_token_probs(self, prompt: str, k: int = 10) -> list[tuple[str, float]]:

@@ -1,9 +1,11 @@
-"""The command line's first steps as Python functions, for notebooks (the guided tour, docs/tour/).
+"""The command line's training steps as Python functions, for notebooks (the guided tour, docs/tour/).
 
-`prepare(**options)` is `sokhan prepare`, `pretrain(**options)` is `sokhan train` (alias `pretrain`): the options are
-the flags' names with underscores (`out_dir`, `vocab_size`, `max_steps`, `model` for the family,
-`order`, `n_layer`, …), checked as the command line checks them, and each returns the folder it
-wrote, ready for `LanguageModel.load`. They print as the commands do, unless `quiet`.
+`prepare(**options)` is `sokhan prepare`, `pretrain(**options)` is `sokhan train` (alias `pretrain`),
+`finetune` is `sokhan finetune`, `translate_train` is `sokhan translate-train` and `sweep` is
+`sokhan sweep`: the options are the flags' names with underscores (`out_dir`, `vocab_size`,
+`max_steps`, `model` for the family, `order`, `n_layer`, `lora`, …), checked as the command line
+checks them, and each returns the folder it wrote (a model folder is ready for
+`LanguageModel.load`; a sweep's holds sweep.json). They print as the commands do, unless `quiet`.
 """
 
 from __future__ import annotations
@@ -14,13 +16,29 @@ from typing import Any
 
 from rich.console import Console
 
-from sokhan.config import PRESET_TRAINING, ModelConfig, PrepareConfig, TrainConfig
+from sokhan.config import (
+    FINETUNE_DEFAULTS,
+    PRESET_TRAINING,
+    FinetuneConfig,
+    ModelConfig,
+    PrepareConfig,
+    SweepConfig,
+    TrainConfig,
+    TranslateTrainConfig,
+)
 from sokhan.config.base import check_keys
 from sokhan.data.prepare import prepare as prepare_data
 from sokhan.errors import SokhanError
+from sokhan.recipes.finetune import finetune as run_finetune
 from sokhan.recipes.pretrain import pretrain as run_training
+from sokhan.recipes.sweep import run_sweep
+from sokhan.recipes.translate import translate_train as run_translate_train
+from sokhan.train.engine import TrainResult
 
 MODEL_FIELDS = {f.name for f in dataclasses.fields(ModelConfig)}
+FINETUNE_FIELDS = {f.name for f in dataclasses.fields(FinetuneConfig)}
+# the model options a translator reads (translate-train's SKIPPED_MODEL_OPTIONS are the others)
+TRANSLATOR_MODEL_FIELDS = MODEL_FIELDS - {"family", "vocab_size", "order", "smoothing", "discount"}
 
 
 def prepare(quiet: bool = True, **options: Any) -> Path:
@@ -42,7 +60,55 @@ def pretrain(quiet: bool = True, **options: Any) -> Path:
     check_keys(TrainConfig, rest, "sokhan.pretrain (nor a model option)")
     checked = ModelConfig.create(**model)  # every option checked before any data is read, as the command does
     cfg = TrainConfig(**{**PRESET_TRAINING.get(checked.preset or "", {}), **rest})
-    result = run_training(cfg, model, Console(stderr=True, quiet=quiet))
+    return finished(run_training(cfg, model, Console(stderr=True, quiet=quiet)))
+
+
+def finetune(quiet: bool = True, **options: Any) -> Path:
+    """`sokhan finetune`: a pretrained model (`base`) fine-tuned on conversations into a chat model, full or
+    with `lora=True`, or with `task="classify"` on labelled records into a classifier; the model folder.
+
+    `data` is the conversations (default: the Persian dialogs of chatterbot-corpus) or the records;
+    the training options (`max_steps`, `lr`, `out_dir`, …) start from the command's gentle defaults.
+    """
+    options = paths_as_text(options)
+    tuning = {name: value for name, value in options.items() if name in FINETUNE_FIELDS}
+    rest = {name: value for name, value in options.items() if name not in FINETUNE_FIELDS}
+    check_keys(TrainConfig, rest, "sokhan.finetune (nor a fine-tuning option)")
+    ft = FinetuneConfig(**tuning)
+    cfg = TrainConfig(**{**dataclasses.asdict(FINETUNE_DEFAULTS), **rest})
+    return finished(run_finetune(ft, cfg, Console(stderr=True, quiet=quiet)))
+
+
+def translate_train(quiet: bool = True, **options: Any) -> Path:
+    """`sokhan translate-train`: parallel text (`data`) prepared, the encoder–decoder trained and scored on
+    the test split (when the data has one); the run folder, its scores in scores.json.
+
+    The model options (`n_layer`, `n_embd`, `n_head`, `block_size`, …) come mixed with the recipe's, on the
+    base of the preset seq2seq-small, as on the command line.
+    """
+    options = paths_as_text(options)
+    model = {name: value for name, value in options.items() if name in TRANSLATOR_MODEL_FIELDS}
+    rest = {name: value for name, value in options.items() if name not in TRANSLATOR_MODEL_FIELDS}
+    check_keys(TranslateTrainConfig, rest, "sokhan.translate_train (nor a translator's model option)")
+    model.setdefault("preset", "seq2seq-small")
+    ModelConfig.create(**model)  # every model option checked before any data is read
+    result = run_translate_train(TranslateTrainConfig(**rest), model, Console(stderr=True, quiet=quiet))
+    return finished(result.train)
+
+
+def sweep(quiet: bool = True, **options: Any) -> Path:
+    """`sokhan sweep`: every GPT size (`sizes`, e.g. ["2x32", "2x64"]) trained once at every compute budget
+    (`budgets`, FLOPs), and bits/char ≈ a · C^(−b) fitted on the best run of each budget; the folder
+    holding sweep.json (`runs`: one row per run; `fit`: a, b and the frontier) and the picture."""
+    options = paths_as_text(options)
+    check_keys(SweepConfig, options, "sokhan.sweep")
+    cfg = SweepConfig(**options)
+    run_sweep(cfg, Console(stderr=True, quiet=quiet))
+    return Path(cfg.out_dir)
+
+
+def finished(result: TrainResult) -> Path:
+    """The run folder of a run that went to its end; Ctrl-C in a notebook stops the cell with one line."""
     if result.interrupted:
         raise SokhanError(f"training stopped early; its checkpoint is in {result.run_dir}")
     return result.run_dir
