@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import sokhan
+from sokhan.data.fingerprint import TextFingerprint
 from sokhan.errors import SokhanError
 from sokhan.infer.fill import fill_masks
 
@@ -30,6 +31,23 @@ def runs(char_data):
             "gru": sokhan.pretrain(data=char_data, out_dir=out / "gru", model="gru", block_size=64, **steps),
             "bert": sokhan.pretrain(data=char_data, out_dir=out / "bert", model="bert", preset="tiny", **steps),
             "ngram": sokhan.pretrain(data=char_data, out_dir=out / "ngram", model="ngram", order=4)}
+
+
+@pytest.mark.parametrize("tokenizer", ["char", "bpe"])
+def test_held_out_gives_back_the_val_text_prepare_wrote(char_data, tmp_path, tokenizer):
+    data = char_data if tokenizer == "char" else sokhan.prepare(source="hafez", out_dir=tmp_path, tokenizer="bpe",
+                                                                 vocab_size=400)
+    meta = json.loads((data / "meta.json").read_text(encoding="utf-8"))["splits"]
+    for split in ("val", "train"):
+        documents = sokhan.held_out(data) if split == "val" else sokhan.held_out(data, split)
+        fingerprint = TextFingerprint()
+        for document in documents:
+            fingerprint.add(document)
+        # the very text, character for character: its fingerprint is the one prepare recorded
+        assert (len(documents), fingerprint.chars) == (meta[split]["documents"], meta[split]["chars"])
+        assert fingerprint.digest == meta[split]["fingerprint"]
+    with pytest.raises(SokhanError, match="no 'test' split"):
+        sokhan.held_out(data, "test")
 
 
 @pytest.mark.parametrize("family", ["gpt", "gru", "ngram"])

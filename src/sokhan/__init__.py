@@ -8,6 +8,7 @@ The public Python API, what the guided tour (docs/tour/) is written with:
     >>> tok = sokhan.train_tokenizer("bpe", iter(docs), vocab_size=2048)   # or "char"
     >>> plt.title(sokhan.label("بیت بر نویسه"))            # a Persian label as matplotlib must get it
     >>> data = sokhan.prepare(source="hafez", out_dir="runs/data", tokenizer="char")    # `sokhan prepare`
+    >>> verses = sokhan.held_out(data)                   # its val documents: the text no model trained on
     >>> run = sokhan.pretrain(data=data, out_dir="runs/5gram", model="ngram", order=5)  # `sokhan train`
     >>> sokhan.summarize(run).val_bpc                     # the leaderboard's figure: bits/char of the val split
     >>> lm = sokhan.LanguageModel.load(run)
@@ -33,6 +34,7 @@ _PUBLIC = {
     "train_tokenizer": ("sokhan.text.tokenizers", "train_tokenizer"),
     "prepare": ("sokhan.recipes.steps", "prepare"),
     "pretrain": ("sokhan.recipes.steps", "pretrain"),  # not `train`: that is the package sokhan.train
+    "held_out": ("sokhan.data.shards", "split_documents"),  # a data folder's val documents, as prepare wrote them
     "summarize": ("sokhan.eval.leaderboard", "summarize"),  # a run's leaderboard row: bits/char of its val split
     "finetune": ("sokhan.recipes.steps", "finetune"),
     "translate_train": ("sokhan.recipes.steps", "translate_train"),

@@ -315,3 +315,19 @@ def _to_device(x: torch.Tensor, y: torch.Tensor, device: str | torch.device) -> 
     if device.type != "cpu":
         return x.to(device), y.to(device)
     return x, y
+
+
+def split_documents(data_dir: str | Path, split: str = "val") -> list[str]:
+    """The documents of a prepared split, read back from its shards: the normalized text `sokhan prepare` wrote
+    (the "val" split is the held-out text `summarize` scores, which no model of the folder trained on).
+
+    Documents are cut at each ``bos … eos`` of the shards and decoded with the folder's tokenizer.json.
+    """
+    from sokhan.text.tokenizers import Tokenizer  # the tokenizers library loads only when text is decoded
+
+    data = TokenData(data_dir, split)
+    tokenizer = Tokenizer.load(Path(data_dir) / "tokenizer.json")
+    ids = np.asarray(data.tokens[0:len(data)], dtype=np.int64)
+    ends = np.flatnonzero(ids == tokenizer.eos_id)
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    return [tokenizer.decode(ids[start + 1:end].tolist()) for start, end in zip(starts, ends)]
