@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from sokhan.models import GPT, ModelConfig
+from sokhan.models import GPT, ModelConfig, build_model
 from sokhan.models.components import attention_mask, sinusoidal_table
 
 VARIANTS = {
@@ -103,6 +103,19 @@ def test_sinusoidal_matches_the_paper_formula():
             angle = pos / 10000 ** (2 * i / d)
             assert table[pos, 2 * i].item() == pytest.approx(math.sin(angle), abs=1e-6)
             assert table[pos, 2 * i + 1].item() == pytest.approx(math.cos(angle), abs=1e-6)
+
+
+@pytest.mark.parametrize("family", ["gpt", "bert"])
+def test_scaled_embeddings_start_at_the_scale_of_the_sine_table(family):
+    """§3.4's ×√d_model is meant for N(0, 1/d_model) weights: unit-variance inputs, as large as the sinusoids
+    they are added to. From GPT-2's N(0, 0.02) they started 6× smaller and a sinusoidal GPT never learned."""
+    torch.manual_seed(0)
+    ids = torch.randint(0, 500, (4, 64))
+    for scaled, expected in ((True, 1.0), (False, 0.02)):
+        model = build_model(ModelConfig.create(family=family, preset="tiny", vocab_size=500,
+                                               positional="sinusoidal", scale_embeddings=scaled))
+        assert model.embed(ids).std().item() == pytest.approx(expected, rel=0.1)
+    assert model.positions.table.abs().max().item() == pytest.approx(1.0, abs=1e-3)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

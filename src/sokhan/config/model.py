@@ -109,7 +109,8 @@ class ModelConfig(Config):
                                       "leaves the fused attention kernel (1.5× slower)", low=0, high=1,
                                       high_open=True)
     positional: str = option("learned", "how the Transformer knows word order: learned vectors (GPT-2), the "
-                             "paper's sinusoids, rotary RoPE, or none",
+                             "paper's sinusoids (with scale_embeddings, as the paper: unscaled token vectors are "
+                             "drowned by the ±1 table), rotary RoPE, or none",
                              choices=("learned", "sinusoidal", "rope", "none"))
     norm: str = option("layernorm", "normalization layer: LayerNorm, or RMSNorm (no centring, as in LLaMA)",
                        choices=("layernorm", "rmsnorm"))
@@ -119,7 +120,8 @@ class ModelConfig(Config):
                              "gelu_tanh (GPT-2's approximation), swiglu (LLaMA) or relu2 (ReLU squared, Primer)",
                              choices=ACTIVATIONS)
     tie_weights: bool = option(True, "share the output layer's weights with the token embedding (paper §3.4)")
-    scale_embeddings: bool = option(False, "multiply token embeddings by √d_model (paper §3.4)")
+    scale_embeddings: bool = option(False, "multiply token embeddings by √d_model (paper §3.4), initialized "
+                                    "N(0, 1/d_model): unit-variance inputs, the sine table's scale")
     bias: bool = option(True, "biases in the linear layers and LayerNorms")
     norm_eps: float = option(1e-5, "epsilon inside the normalization layers", low=0, low_open=True)
     rope_base: float = option(10000.0, "RoPE's base: the longest rotation wavelength grows with it",

