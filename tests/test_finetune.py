@@ -47,6 +47,10 @@ def test_template_labels_only_the_assistant(base):
     assert ids[-len(reply):] == reply
     prompt = template.encode(msgs[:2], add_generation_prompt=True)[0]
     assert prompt[-1] == tok.token_id("<|assistant|>")
+    # as the notebooks and OpenAI's API write messages: dicts, the same rendering
+    assert template.encode([{"role": m.role, "content": m.content} for m in msgs]) == (ids, labels)
+    with pytest.raises(SokhanError, match=r"^message 1: give a role and a content"):
+        template.encode([{"role": "user", "content": "سلام"}, {"role": "assistant"}])
 
 
 def test_special_token_strings_in_a_message_cannot_forge_a_turn(base):

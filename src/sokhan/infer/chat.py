@@ -20,7 +20,7 @@ from sokhan.config import SampleConfig
 from sokhan.errors import SokhanError
 from sokhan.infer.sampling import StreamStats, stream_text
 from sokhan.models.trained import TrainedModel
-from sokhan.text.chat_template import ChatTemplate, Message, check_messages
+from sokhan.text.chat_template import ChatTemplate, Message, as_messages, check_messages
 from sokhan.text.tokenizers import BYTE_TOKENS, SPECIAL_TOKENS, Tokenizer
 
 # Characters normalization never removes nor merges: letters and digits, less the kashida
@@ -37,11 +37,6 @@ class ContextExceeded(SokhanError):
 
 class Cancelled(Exception):
     """`chat_prompt` stopped because `cancelled()` said the caller no longer wants the prompt."""
-
-
-def as_messages(messages: Iterable[Message | Mapping[str, str]]) -> list[Message]:
-    """Dicts with role/content (as OpenAI's API and the notebooks write them), or `Message`s."""
-    return [m if isinstance(m, Message) else Message(m["role"], m["content"]) for m in messages]
 
 
 @lru_cache(maxsize=8)

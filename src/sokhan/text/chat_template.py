@@ -12,7 +12,7 @@ content and its `<|end|>` only (`labels` are IGNORE_INDEX elsewhere).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from sokhan.constants import IGNORE_INDEX
@@ -27,6 +27,19 @@ TEMPLATE_NAME = "sokhan-chat-v1"  # saved in a fine-tuned model's config.json
 class Message:
     role: str
     content: str
+
+
+def as_messages(messages: Iterable[Message | Mapping[str, str]]) -> list[Message]:
+    """Dicts with role/content (as OpenAI's API and the notebooks write them), or `Message`s."""
+    out = []
+    for i, m in enumerate(messages):
+        if not isinstance(m, Message):
+            if not isinstance(m, Mapping) or "role" not in m or "content" not in m:
+                raise SokhanError(f"message {i}: give a role and a content, e.g. {{\"role\": \"user\", "
+                                  f"\"content\": \"سلام\"}}")
+            m = Message(m["role"], m["content"])
+        out.append(m)
+    return out
 
 
 def check_messages(messages: Sequence[Message], need_reply: bool = False) -> None:
@@ -50,13 +63,15 @@ class ChatTemplate:
         self.role_ids = {role: tokenizer.token_id(f"<|{role}|>") for role in ROLES}
         self.end_id = tokenizer.token_id("<|end|>")
 
-    def encode(self, messages: Sequence[Message], add_generation_prompt: bool = False,
+    def encode(self, messages: Iterable[Message | Mapping[str, str]], add_generation_prompt: bool = False,
                ) -> tuple[list[int], list[int]]:
         """(ids, labels): labels hold the ids of assistant content + <|end|>, IGNORE_INDEX elsewhere.
+        Messages are `Message`s or dicts with role and content.
 
         labels[i] is the target *at* position i; shifting by one for next-token prediction
         is the training task's job.
         """
+        messages = as_messages(messages)
         check_messages(messages)
         ids, labels = [self.tokenizer.bos_id], [IGNORE_INDEX]
         for m in messages:
