@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -35,8 +36,9 @@ def runs(char_data):
 
 @pytest.mark.parametrize("tokenizer", ["char", "bpe"])
 def test_held_out_gives_back_the_val_text_prepare_wrote(char_data, tmp_path, tokenizer):
+    # BPE: small shards, so that documents run from one shard into the next
     data = char_data if tokenizer == "char" else sokhan.prepare(source="hafez", out_dir=tmp_path, tokenizer="bpe",
-                                                                 vocab_size=400)
+                                                                 vocab_size=400, shard_tokens=5000)
     meta = json.loads((data / "meta.json").read_text(encoding="utf-8"))["splits"]
     for split in ("val", "train"):
         documents = sokhan.held_out(data) if split == "val" else sokhan.held_out(data, split)
@@ -48,6 +50,23 @@ def test_held_out_gives_back_the_val_text_prepare_wrote(char_data, tmp_path, tok
         assert fingerprint.digest == meta[split]["fingerprint"]
     with pytest.raises(SokhanError, match="no 'test' split"):
         sokhan.held_out(data, "test")
+
+
+def test_held_out_refuses_a_split_that_is_not_whole_documents(char_data, tmp_path, monkeypatch):
+    import shutil
+
+    from sokhan.data import shards
+
+    data = shutil.copytree(char_data, tmp_path / "data")
+    shard = data / json.loads((data / "meta.json").read_text(encoding="utf-8"))["splits"]["val"]["shards"][0]["file"]
+    ids = np.fromfile(shard, dtype="<u2")
+    ids[-1] = ids[-2]  # the last document loses its <|eos|>
+    ids.tofile(shard)
+    with pytest.raises(SokhanError, match=r"is not the \d+ documents meta\.json counts; prepare the data again"):
+        sokhan.held_out(data)
+    whole = sokhan.held_out(char_data)
+    monkeypatch.setattr(shards, "READ_TOKENS", 7)  # reads that cut documents anywhere give the same text
+    assert sokhan.held_out(char_data) == whole
 
 
 @pytest.mark.parametrize("family", ["gpt", "gru", "ngram"])
@@ -62,6 +81,22 @@ def test_predictions_add_up_to_the_models_bits_per_char(runs, family):
     # the one scale: the token-by-token bits, summed over the characters, are score's figure
     assert p.bits_per_char == pytest.approx(lm.bits_per_char(VERSE), rel=1e-5)
     assert p.chars == len(lm.normalize(VERSE)) + 1
+
+
+def test_predictions_name_each_tokens_text_even_when_a_token_is_part_of_a_character(tiny_run):
+    lm = sokhan.LanguageModel.load(tiny_run, device="cpu")  # BPE of 400 tokens: rare letters are bytes
+    text = "ژاله ثمر دل، 🌹"
+    p = lm.predictions(text)
+    assert "".join(p.tokens) == lm.normalize(text) + "<|eos|>"
+    assert "\ufffd" not in "".join(p.tokens) and "" in p.tokens  # a lone byte adds nothing until its letter ends
+
+
+@pytest.mark.parametrize("family", ["gru", "ngram"])
+def test_predictions_of_a_model_without_a_context_limit_read_any_length(runs, family):
+    lm = sokhan.LanguageModel.load(runs[family], device="cpu")
+    text = " ".join([VERSE] * 4)  # longer than the 64 tokens of the GRU's block
+    assert len(lm.normalize(text)) > lm.block_size
+    assert lm.predictions(text).bits_per_char == pytest.approx(lm.bits_per_char(text), rel=1e-5)
 
 
 def test_predictions_are_the_models_next_token_probabilities(runs):

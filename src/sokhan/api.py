@@ -43,8 +43,10 @@ from sokhan.infer.sampling import compile_decode_step, stream_text
 from sokhan.infer.translate import translate_lines
 from sokhan.models.trained import TrainedModel
 from sokhan.text.chat_template import ChatTemplate, Message
+from sokhan.text.tokenizers import Tokenizer
 
 Messages = Iterable[Message | Mapping[str, str]]
+REPLACEMENT = "\ufffd"  # what a byte that does not complete a character decodes to
 
 
 @dataclass
@@ -53,7 +55,7 @@ class Predictions:
     (natural log) over the vocabulary for token i, having read <|bos|> and tokens 0 … i−1. The last token is
     <|eos|>: a model is scored on knowing where a document ends, too."""
 
-    tokens: list[str]          # the text of each token (<|eos|> last)
+    tokens: list[str]          # the text each token adds (<|eos|> last); "" for a byte that ends no character yet
     ids: list[int]             # its id
     log_probs: torch.Tensor    # (tokens, vocabulary) float32 on the CPU
     chars: int                 # characters of the normalized text, plus one for its end (as bits/char counts)
@@ -65,8 +67,22 @@ class Predictions:
 
     @property
     def bits_per_char(self) -> float:
-        """The surprisals' sum over the characters: `LanguageModel.bits_per_char` of the same text (one window)."""
+        """The surprisals' sum over the characters: `LanguageModel.bits_per_char` of the same text when it is one
+        document (`score` cuts a text at blank lines; `predictions` reads it whole)."""
         return sum(self.surprisal()) / self.chars
+
+
+def token_texts(tokenizer: Tokenizer, ids: list[int]) -> list[str]:
+    """The text each of ids[1:] adds to the decoded prefix. A byte-level token can hold part of a character
+    (decoded alone it is U+FFFD); its text is "" and the character goes to the token that completes it."""
+    texts, shown = [], len(tokenizer.decode(ids[:1]))
+    for end in range(2, len(ids) + 1):
+        text = tokenizer.decode(ids[:end])
+        if end < len(ids):
+            text = text.rstrip(REPLACEMENT)  # an unfinished character waits for the token that completes it
+        texts.append(text[shown:])
+        shown = max(shown, len(text))
+    return texts
 
 
 class LanguageModel(TrainedModel):
@@ -139,18 +155,19 @@ class LanguageModel(TrainedModel):
     @torch.inference_mode()
     def predictions(self, text: str) -> Predictions:
         """The model's next-token distribution at every token of `text` (normalized, after <|bos|>, as in
-        training), from one forward pass: what `score` sums, token by token. The text must fit the context."""
+        training, read as one document), from one forward pass: what `score` sums, token by token. A
+        Transformer's text must fit its context; a recurrent or n-gram model reads any length."""
         self.require_causal("next-token predictions")
         normalized = self.normalize(text).strip()
         if not normalized:
             raise SokhanError("give a text to predict")
         ids = [self.tokenizer.bos_id, *self.tokenizer.encode_plain(normalized), self.tokenizer.eos_id]
-        if len(ids) - 1 > self.block_size:
+        if self.capabilities.attention and len(ids) - 1 > self.block_size:
             raise SokhanError(f"the text is {len(ids) - 2} tokens, more than the model's context of "
                               f"{self.block_size} (with <|bos|> and <|eos|>); give a shorter text")
         logits = self.model(torch.tensor([ids[:-1]], device=model_device(self.model))).logits[0]
         log_probs = torch.log_softmax(logits.float(), dim=-1).cpu()
-        return Predictions([self.tokenizer.decode([i]) for i in ids[1:]], ids[1:], log_probs, len(normalized) + 1)
+        return Predictions(token_texts(self.tokenizer, ids), ids[1:], log_probs, len(normalized) + 1)
 
     @torch.inference_mode()
     def next_token_probs(self, prompt: str, k: int = 10) -> list[tuple[str, float]]:

@@ -6,18 +6,16 @@ import argparse
 
 from sokhan.cli.arguments import add_config_file, add_config_flags, config_from, console, given
 from sokhan.config import ModelConfig, TranslateTrainConfig, config_values
+from sokhan.config.translate import TRANSLATOR_SKIPPED_MODEL_OPTIONS
 
 NAME = "translate-train"
 HELP = "train an English → Persian translation model (the 2017 encoder–decoder) and score it"
-# The model options a translation model reads: not the family, not the n-gram's, and the vocabulary is the
-# tokenizer's (translate-train's own --vocab-size).
-SKIPPED_MODEL_OPTIONS = ("family", "vocab_size", "order", "smoothing", "discount")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_file(parser, "translate_train", "model")
     add_config_flags(parser, TranslateTrainConfig())
-    add_config_flags(parser, ModelConfig.create(preset="seq2seq-small"), skip=SKIPPED_MODEL_OPTIONS)
+    add_config_flags(parser, ModelConfig.create(preset="seq2seq-small"), skip=TRANSLATOR_SKIPPED_MODEL_OPTIONS)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -26,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
     from sokhan.train.distributed import env_rank
 
     cfg = config_from(args, TranslateTrainConfig)
-    model = config_values(ModelConfig, args.config, given(args, ModelConfig, skip=SKIPPED_MODEL_OPTIONS))
+    model = config_values(ModelConfig, args.config, given(args, ModelConfig, skip=TRANSLATOR_SKIPPED_MODEL_OPTIONS))
     model.setdefault("preset", "seq2seq-small")
     ModelConfig.create(**model)  # every model option checked before any data is read
     result = translate_train(cfg, model, console)

@@ -28,6 +28,11 @@ class TranslateConfig(Config):
     batch_size: int = option(32, "sentences decoded together", low=1, high=4096)
 
 
+# The model options a translation model does not read: not the family, not the n-gram's, and the vocabulary is the
+# tokenizer's (translate-train's own vocab_size). `sokhan translate-train` offers the others as flags.
+TRANSLATOR_SKIPPED_MODEL_OPTIONS = ("family", "vocab_size", "order", "smoothing", "discount")
+
+
 @dataclass(frozen=True)
 class TranslateTrainConfig(Config):
     section: ClassVar[str] = "translate_train"

@@ -206,6 +206,9 @@ class TokenArray:
         return whole.astype(dtype) if dtype is not None else np.asarray(whole)
 
 
+READ_TOKENS = 1 << 20  # split_documents reads a split this many tokens at a time (8 MiB as int64)
+
+
 class TokenData:
     """One split of a prepared dataset: its shards read as one array of token ids.
 
@@ -321,13 +324,26 @@ def split_documents(data_dir: str | Path, split: str = "val") -> list[str]:
     """The documents of a prepared split, read back from its shards: the normalized text `sokhan prepare` wrote
     (the "val" split is the held-out text `summarize` scores, which no model of the folder trained on).
 
-    Documents are cut at each ``bos … eos`` of the shards and decoded with the folder's tokenizer.json.
+    The shards are read `READ_TOKENS` at a time and cut at each ``bos … eos``; each document is decoded with
+    the folder's tokenizer.json. A split that is not whole documents, as many as meta.json counts, is refused.
     """
     from sokhan.text.tokenizers import Tokenizer  # the tokenizers library loads only when text is decoded
 
     data = TokenData(data_dir, split)
     tokenizer = Tokenizer.load(Path(data_dir) / "tokenizer.json")
-    ids = np.asarray(data.tokens[0:len(data)], dtype=np.int64)
-    ends = np.flatnonzero(ids == tokenizer.eos_id)
-    starts = np.concatenate([[0], ends[:-1] + 1])
-    return [tokenizer.decode(ids[start + 1:end].tolist()) for start, end in zip(starts, ends)]
+    broken = SokhanError(f"{data_dir}: its {split} split is not the {data.num_documents} documents meta.json "
+                         f"counts; prepare the data again")
+    documents: list[str] = []
+    carry = np.empty(0, dtype=np.int64)  # the document still open at the end of the last read
+    for start in range(0, len(data), READ_TOKENS):
+        ids = np.concatenate([carry, np.asarray(data.tokens[start:start + READ_TOKENS], dtype=np.int64)])
+        begin = 0
+        for end in np.flatnonzero(ids == tokenizer.eos_id):
+            if ids[begin] != tokenizer.bos_id:
+                raise broken
+            documents.append(tokenizer.decode(ids[begin + 1:end].tolist()))
+            begin = end + 1
+        carry = ids[begin:]
+    if len(carry) or len(documents) != data.num_documents:
+        raise broken
+    return documents
