@@ -1,4 +1,5 @@
-"""Helpers shared by the tests and the server's load benchmark: a tiny model, a server in a thread.
+"""Helpers shared by the tests and the server's load benchmark: a tiny model, a server in a thread, and the
+check every user-error test makes (one `error:` line, exit status 2).
 
 The server's checks need a real model and a real uvicorn listening on 127.0.0.1, not a test
 client, because what they check (streaming, concurrent clients, hang-ups) lives in the HTTP layer.
@@ -24,6 +25,23 @@ from sokhan.models import build_model, checkpoint
 from sokhan.recipes.pretrain import pretrain
 
 TINY_MODEL = dict(n_layer=2, n_head=2, n_embd=32, block_size=64)
+
+
+def one_line_error(capsys: Any, code: int, *fragments: str) -> str:
+    """A command run in this process (`main(argv)` returned `code`) made a user's mistake: see `error_line`."""
+    captured = capsys.readouterr()
+    assert not captured.out, captured.out  # the error alone, no half-printed result
+    return error_line(code, captured.err, *fragments)
+
+
+def error_line(code: int, err: str, *fragments: str) -> str:
+    """Exit status 2 and exactly one `error:` line on stderr holding every fragment, no traceback; the line."""
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error:"), err
+    assert "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
 
 
 def train_tiny_model(folder: str | Path, max_steps: int = 30, model: dict[str, Any] | None = None) -> Path:

@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from helpers import train_tiny_model, write
+from helpers import one_line_error, train_tiny_model, write
 from sokhan.api import LanguageModel
 from sokhan.cli import main
 from sokhan.config import FINETUNE_DEFAULTS, ClassifierConfig, FinetuneConfig, ModelConfig, TrainConfig
@@ -81,15 +81,6 @@ def gpt_classifier(tiny_run, pair_data, tmp_path_factory) -> Path:
 def tiny_bert(tmp_path_factory) -> Path:
     return train_tiny_model(tmp_path_factory.mktemp("tiny-bert"), max_steps=10, model={"family": "bert"})
 
-
-def one_line_error(capsys, code: int, *fragments: str) -> str:
-    captured = capsys.readouterr()
-    lines = [line for line in captured.err.splitlines() if line.strip()]
-    assert code == 2 and len(lines) == 1 and lines[0].startswith("error:"), captured.err
-    assert "Traceback" not in captured.err
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
 
 
 # --------------------------------------------------------------------------- metrics on a known answer

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from helpers import error_line
+
 
 def sokhan(*args: str, cwd: Path | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "sokhan", *args], capture_output=True, text=True, cwd=cwd,
@@ -13,13 +15,7 @@ def sokhan(*args: str, cwd: Path | None = None, timeout: int = 600) -> subproces
 
 
 def assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str) -> None:
-    assert proc.returncode == 2, proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("error:")
-    assert "Traceback" not in proc.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
+    error_line(proc.returncode, proc.stderr, *fragments)
 
 
 @pytest.fixture

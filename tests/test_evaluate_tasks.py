@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from helpers import write
+from helpers import one_line_error, write
 from sokhan.api import LanguageModel
 from sokhan.cli import main
 from sokhan.config import PrepareConfig, TrainConfig
@@ -355,15 +355,6 @@ def test_a_task_list_runs_every_table_and_flags_win(gpt_run, tmp_path, capsys):
     again = json.loads((gpt_run / "eval" / "multiple-choice-mc.json").read_text(encoding="utf-8"))
     assert again["metrics"]["accuracy"]["count"] == 1                                      # the flag wins
 
-
-def one_line_error(capsys, code: int, *fragments: str) -> str:
-    captured = capsys.readouterr()
-    lines = [line for line in captured.err.splitlines() if line.strip()]
-    assert code == 2 and len(lines) == 1 and lines[0].startswith("error:"), captured.err
-    assert "Traceback" not in captured.err and not captured.out
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
 
 
 def test_bad_records_stop_the_command_with_one_line_before_any_work(gpt_run, tmp_path, capsys):

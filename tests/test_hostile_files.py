@@ -17,6 +17,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from helpers import error_line
 from sokhan.cli import main
 from sokhan.config import FAMILIES, LoraConfig, ModelConfig, NormalizerConfig
 from sokhan.data.shards import TokenData, load_meta
@@ -29,13 +30,7 @@ from sokhan.text.tokenizers import Tokenizer
 
 def one_line_error(capsys: pytest.CaptureFixture[str], argv: list[str], *fragments: str) -> str:
     """Run `sokhan argv` in this process; it must print exactly one `error:` line and return 2."""
-    code = main(argv)
-    err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert code == 2 and len(lines) == 1 and lines[0].startswith("error:"), err
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
+    return error_line(main(argv), capsys.readouterr().err, *fragments)
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, models, normalizers, pre_tokenizers, processors, trainers
 
+from helpers import one_line_error
 from sokhan.api import LanguageModel
 from sokhan.cli import main
 from sokhan.config import ModelConfig, NormalizerConfig, SampleConfig
@@ -76,14 +77,6 @@ def sokhan_folder(folder: Path, tokenizer, chat: bool = False, lora: bool = Fals
     save_folder(folder, {WEIGHTS: weights_bytes(model), CONFIG: json.dumps(config), TOKENIZER: tokenizer.hf.to_str()})
     return folder
 
-
-def assert_one_line_error(capsys, code: int, *fragments: str) -> None:
-    err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert code == 2, err
-    assert len(lines) == 1 and lines[0].startswith("error:"), err
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 def greedy_hf(model, prompt: list[int], n: int) -> list[int]:
@@ -186,7 +179,7 @@ REFUSED = {
 def test_export_refuses_what_no_transformers_class_computes(name, tokenizer, tmp_path, capsys):
     values, *fragments = REFUSED[name]
     folder = sokhan_folder(tmp_path / "model", tokenizer, **values)
-    assert_one_line_error(capsys, main(["export", str(folder), str(tmp_path / "hf")]), *fragments)
+    one_line_error(capsys, main(["export", str(folder), str(tmp_path / "hf")]), *fragments)
     assert not (tmp_path / "hf").exists()
 
 
@@ -194,10 +187,10 @@ def test_export_refuses_a_folder_in_use_and_a_missing_model(tokenizer, tmp_path,
     folder = sokhan_folder(tmp_path / "model", tokenizer)
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "notes.txt").write_text("mine")
-    assert_one_line_error(capsys, main(["export", str(folder), str(tmp_path / "busy")]), "not an empty folder")
+    one_line_error(capsys, main(["export", str(folder), str(tmp_path / "busy")]), "not an empty folder")
     assert (tmp_path / "busy" / "notes.txt").read_text() == "mine"
-    assert_one_line_error(capsys, main(["export", str(tmp_path / "nope"), str(tmp_path / "hf")]), "nope")
-    assert_one_line_error(capsys, main(["export", str(folder), str(tmp_path / "hf"), "--format", "onnx"]), "onnx")
+    one_line_error(capsys, main(["export", str(tmp_path / "nope"), str(tmp_path / "hf")]), "nope")
+    one_line_error(capsys, main(["export", str(folder), str(tmp_path / "hf"), "--format", "onnx"]), "onnx")
 
 
 # --- import: transformers → sokhan ---------------------------------------------------------------------------
@@ -349,7 +342,7 @@ def test_import_refusals_are_one_line(gpt2_dir, llama_dir, tmp_path, capsys):
     out = str(tmp_path / "out")
 
     def refused(folder: Path, *fragments: str) -> None:
-        assert_one_line_error(capsys, main(["import", str(folder), out]), *fragments)
+        one_line_error(capsys, main(["import", str(folder), out]), *fragments)
         assert not (tmp_path / "out").exists()
 
     refused(tmp_path / "nowhere", "no such folder")
@@ -375,4 +368,4 @@ def test_import_refusals_are_one_line(gpt2_dir, llama_dir, tmp_path, capsys):
     refused(bad, "cannot read weights")
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "keep.txt").write_text("mine")
-    assert_one_line_error(capsys, main(["import", str(gpt2_dir), out]), "not an empty folder")
+    one_line_error(capsys, main(["import", str(gpt2_dir), out]), "not an empty folder")
