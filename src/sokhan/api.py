@@ -73,15 +73,19 @@ class Predictions:
 
 
 def token_texts(tokenizer: Tokenizer, ids: list[int]) -> list[str]:
-    """The text each of ids[1:] adds to the decoded prefix. A byte-level token can hold part of a character
-    (decoded alone it is U+FFFD); its text is "" and the character goes to the token that completes it."""
-    texts, shown = [], len(tokenizer.decode(ids[:1]))
-    for end in range(2, len(ids) + 1):
-        text = tokenizer.decode(ids[:end])
-        if end < len(ids):
-            text = text.rstrip(REPLACEMENT)  # an unfinished character waits for the token that completes it
-        texts.append(text[shown:])
-        shown = max(shown, len(text))
+    """The text each of ids[1:] adds. A byte-level token can hold part of a character (decoded alone it is
+    U+FFFD): its text is "" and the character goes to the token that completes it. Both of sokhan's decoders
+    concatenate, so only the tokens of an unfinished character are decoded together: linear in the text."""
+    texts: list[str] = []
+    pending: list[int] = []
+    for n, i in enumerate(ids[1:], start=2):
+        pending.append(i)
+        text = tokenizer.decode(pending)
+        if n < len(ids) and text.endswith(REPLACEMENT):
+            texts.append("")  # an unfinished character waits for the token that completes it
+            continue
+        texts.append(text)
+        pending = []
     return texts
 
 
